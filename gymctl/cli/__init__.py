@@ -1,0 +1,1 @@
+"""The CLI: the only package that prints and exits."""

@@ -1,0 +1,27 @@
+"""Console output shared by verbs: the deployment table printed when servers are up."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+err = Console(stderr=True)
+
+
+def print_deployment(dep: Any, elapsed_s: float) -> None:
+    table = Table(title=f"gymctl: ready in {elapsed_s:.2f} s", title_justify="left")
+    table.add_column("instance")
+    table.add_column("type")
+    table.add_column("impl")
+    table.add_column("url")
+    table.add_row("head", "head", "registry", dep.head_url)
+    for name, s in dep.servers.items():
+        spec = dep.config.instances[name]
+        impl = spec.impl + (f" (alias of {spec.alias_of})" if spec.alias_of else "")
+        table.add_row(name, spec.server_type, impl, s.url)
+    err.print(table)
+    err.print("Ctrl-C to stop.  Status: gymctl status --head " + dep.head_url)
+    sys.stderr.flush()

@@ -1,0 +1,72 @@
+"""`gymctl run` (= `ng_run`): the local runtime; all-in-one by default, one process per instance with --topology separated."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt, load_from_cli
+from gymctl.errors import UsageError
+
+TOPOLOGIES = ("all-in-one", "separated")
+
+
+def run(
+    overrides: OverridesArg = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    topology: Annotated[str, typer.Option("--topology", "-t", help="all-in-one: every server in this process; separated: one process per instance.")] = "all-in-one",
+    log_dir: Annotated[str | None, typer.Option("--log-dir", help="separated: write each instance's output to DIR/<instance>.log too.")] = None,
+    restart: Annotated[str, typer.Option("--restart", help="separated: restart policy for crashed instances: no | on-failure.")] = "no",
+    log_level: Annotated[str, typer.Option("--log-level", help="Server log level (debug, info, warning, error).")] = "warning",
+) -> None:
+    """Start the head and every server of a config, locally (no Docker), until Ctrl-C.
+
+    \b
+    Examples:
+      gymctl run -c resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml \\
+                 -c responses_api_models/scripted_model/configs/scripted_model.yaml
+      ng_run "+config_paths=[a.yaml,b.yaml]" +policy_base_url=http://127.0.0.1:8000/v1 +policy_api_key=KEY +policy_model_name=M
+    """
+    if topology not in TOPOLOGIES:
+        raise UsageError(f"--topology {topology!r} is not known; choose one of: {', '.join(TOPOLOGIES)}")
+    cfg = load_from_cli(config, sets, overrides)
+    if topology == "separated":
+        from gymctl.runtime.separated import run_separated  # written with the separated runtime
+
+        sys.exit(run_separated(cfg, config_args=(config, sets, overrides), log_dir=log_dir, restart=restart, log_level=log_level))
+    from gymctl.runtime.loop import run as run_loop
+
+    run_loop(_all_in_one(cfg, log_level))
+
+
+async def _all_in_one(cfg, log_level: str) -> None:
+    import logging
+
+    from gymctl.cli.console import print_deployment
+    from gymctl.runtime.inprocess import on_signals, start, stop, wait_ready
+    from gymctl.server.settings import ServerSettings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    t0 = time.monotonic()
+    settings = ServerSettings(log_level=log_level)
+    dep = await start(cfg, settings=settings)
+    stop_event = asyncio.Event()
+    on_signals(stop_event, force=lambda: os._exit(130))
+    try:
+        await wait_ready(dep)
+        print_deployment(dep, time.monotonic() - t0)
+        await stop_event.wait()
+        print("Stopping: draining in-flight requests ...", file=sys.stderr, flush=True)
+    finally:
+        await stop(dep)
+    print("Stopped; nothing left running.", file=sys.stderr, flush=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(run)

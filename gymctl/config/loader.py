@@ -1,0 +1,135 @@
+"""Read NeMo Gym YAML configs: nested `config_paths`, `env.yaml`, command-line overrides, one merged tree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from gymctl.config.overrides import Overrides, parse_overrides
+from gymctl.config.paths import resolve_existing
+from gymctl.errors import ConfigError
+
+CONFIG_PATHS_KEY = "config_paths"
+
+
+@dataclass
+class LoadedTree:
+    """The merged, not yet resolved config plus where each top-level key came from."""
+
+    tree: DictConfig
+    origins: dict[str, str] = field(default_factory=dict)  # top-level key -> "file:line"
+    files: list[Path] = field(default_factory=list)
+
+
+def read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Parse one YAML file into a mapping and the line of each top-level key."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file: {e.strerror}", source=str(path)) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        problem = e.problem or str(e)
+        raise ConfigError(f"YAML syntax error: {problem}; fix the file and run again", source=f"{path}{line}") from None
+    if data is None:
+        raise ConfigError("the config file is empty; it should map instance names to server blocks", source=str(path))
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"the top level is a {type(data).__name__}, not a mapping; a config maps instance names to server blocks",
+            source=str(path),
+        )
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, _ in node.value:
+            lines[str(key_node.value)] = key_node.start_mark.line + 1
+    return data, lines
+
+
+class _Reader:
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.origins: dict[str, str] = {}
+        self.files: list[Path] = []
+
+    def find(self, name: str, included_from: Path | None) -> Path:
+        extra = [included_from.parent] if included_from else []
+        found, tried = resolve_existing(name, self.cwd, extra_roots=None)
+        if found is None and extra:
+            found, more = resolve_existing(name, extra[0])
+            tried += more
+        if found is None or not found.is_file():
+            where = f" (included from {included_from})" if included_from else ""
+            looked = ", ".join(str(t) for t in dict.fromkeys(tried))
+            raise ConfigError(f"config file {name!r} not found{where}; looked in: {looked}")
+        return found
+
+    def load(self, path: Path, stack: tuple[Path, ...] = ()) -> DictConfig:
+        if path in stack:
+            chain = " -> ".join(str(p) for p in (*stack, path))
+            raise ConfigError(f"config_paths include themselves in a cycle: {chain}", source=str(path))
+        data, lines = read_yaml(path)
+        self.files.append(path)
+        includes = data.pop(CONFIG_PATHS_KEY, None) or []
+        if isinstance(includes, str):
+            includes = [includes]
+        if not isinstance(includes, list):
+            raise ConfigError("must be a list of file paths", source=f"{path}:{lines.get(CONFIG_PATHS_KEY, 1)}", key_path=CONFIG_PATHS_KEY)
+        merged = OmegaConf.create({})
+        for inc in includes:
+            merged = OmegaConf.merge(merged, self.load(self.find(str(inc), path), (*stack, path)))
+        for key in data:
+            self.origins[str(key)] = f"{path}:{lines.get(str(key), 1)}"
+        try:
+            own = OmegaConf.create(data)
+        except Exception as e:  # OmegaConf rejects some YAML shapes (e.g. non-string keys)
+            raise ConfigError(f"not a valid config: {e}", source=str(path)) from None
+        return OmegaConf.merge(merged, own)  # the including file wins over what it includes
+
+
+def load_tree(
+    config_paths: list[str] | None = None,
+    args: list[str] | None = None,
+    *,
+    cwd: Path | None = None,
+    env_yaml: Path | None | bool = True,
+) -> LoadedTree:
+    """Merge config files (lowest first) < env.yaml < command-line overrides into one unresolved tree."""
+    cwd = (cwd or Path.cwd()).resolve()
+    overrides: Overrides = parse_overrides(args or [])
+    reader = _Reader(cwd)
+    paths = list(config_paths or [])
+
+    env_tree = OmegaConf.create({})
+    env_path = cwd / "env.yaml" if env_yaml is True else (env_yaml or None)
+    if env_path is not None and Path(env_path).is_file():
+        env_data, _ = read_yaml(Path(env_path))
+        extra = env_data.pop(CONFIG_PATHS_KEY, None) or []
+        paths = [*([extra] if isinstance(extra, str) else extra), *paths]
+        env_tree = OmegaConf.create(env_data)
+        for key in env_data:
+            reader.origins.setdefault(str(key), str(env_path))
+
+    paths += overrides.config_paths
+    if not paths:
+        raise ConfigError(
+            "no config given; pass --config FILE (gymctl) or \"+config_paths=[a.yaml,b.yaml]\" (ng_run)"
+        )
+    tree = OmegaConf.create({})
+    for name in paths:
+        tree = OmegaConf.merge(tree, reader.load(reader.find(name, None)))
+    tree = OmegaConf.merge(tree, env_tree)
+    for key, value in overrides.settings:
+        try:
+            OmegaConf.update(tree, key, value, merge=True, force_add=True)
+        except Exception as e:
+            raise ConfigError(f"cannot set {key}={value!r}: {e}", source="command line") from None
+        reader.origins.setdefault(key.split(".")[0], "command line")
+    return LoadedTree(tree=tree, origins=reader.origins, files=reader.files)

@@ -1,0 +1,150 @@
+"""The one tree of errors gymctl raises; `gymctl.cli` turns them into `Type: message` and an exit code.
+
+    GymctlError                  anything gymctl reports to a user (exit code 1 unless said)
+    +-- ConfigError              a config file, override or key is wrong (.source .key_path); exit 2
+    +-- UsageError               a command-line flag or argument is wrong; exit 2
+    +-- InputError               an input file (JSONL, ...) is wrong (.source .line)
+    +-- HeadUnreachableError     the head did not answer (.url .waited_s)
+    +-- ServerError              a server answered with an error or not at all (.server .status)
+    |   +-- UnknownServerError   no instance of that name is registered (.known)
+    +-- PortInUseError           a port gymctl must bind is taken (.host .port .owner)
+    +-- StartupError             a server or child process failed to start (.instance .log_tail .exit_code)
+    +-- NotReadyError            a deployment did not become ready in time (.service .status .log_tail)
+    +-- DockerError              the Docker CLI or engine failed (.argv .returncode .stderr)
+        +-- DockerUnavailableError   no engine or no Compose v2, and how to get it
+"""
+
+from __future__ import annotations
+
+
+class GymctlError(Exception):
+    """Base of every error gymctl reports to a user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(GymctlError):
+    """A config file, override or key is wrong: says where (file, key path) and what to do."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, source: str | None = None, key_path: str | None = None) -> None:
+        where = ": ".join(p for p in (source, key_path) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.source = source
+        self.key_path = key_path
+
+
+class UsageError(GymctlError):
+    """A command-line flag or argument is wrong."""
+
+    exit_code = 2
+
+
+class InputError(GymctlError):
+    """An input file is wrong: says which file and line."""
+
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None) -> None:
+        where = f"{source}:{line}" if source and line else (source or "")
+        super().__init__(f"{where}: {message}" if where else message)
+        self.source = source
+        self.line = line
+
+
+class HeadUnreachableError(GymctlError):
+    """The head server did not answer."""
+
+    def __init__(self, url: str, waited_s: float, detail: str = "") -> None:
+        msg = f"head at {url} unreachable after {waited_s:.0f} s"
+        if detail:
+            msg += f" ({detail})"
+        msg += "; is it running? (gymctl run, or pass --head URL)"
+        super().__init__(msg)
+        self.url = url
+        self.waited_s = waited_s
+
+
+class ServerError(GymctlError):
+    """A server answered with an error status, or could not be reached."""
+
+    def __init__(self, message: str, *, server: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.server = server
+        self.status = status
+
+
+class UnknownServerError(ServerError):
+    """No instance of that name is registered with the head."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        from difflib import get_close_matches
+
+        hint = get_close_matches(name, known, n=1)
+        msg = f"no server instance named {name!r} is registered"
+        if hint:
+            msg += f"; did you mean {hint[0]!r}?"
+        msg += f" (known: {', '.join(sorted(known)) or 'none'})"
+        super().__init__(msg, server=name, status=404)
+        self.known = known
+
+
+class PortInUseError(GymctlError):
+    """A port gymctl must bind is already taken."""
+
+    def __init__(self, host: str, port: int, owner: str) -> None:
+        super().__init__(
+            f"{owner}: port {port} on {host} is already in use; stop what holds it "
+            f"(ss -ltnp 'sport = :{port}') or choose another port"
+        )
+        self.host = host
+        self.port = port
+        self.owner = owner
+
+
+class StartupError(GymctlError):
+    """A server or child process failed to start."""
+
+    def __init__(
+        self, message: str, *, instance: str | None = None, exit_code: int | None = None, log_tail: str = ""
+    ) -> None:
+        text = message
+        if log_tail:
+            text += "\n--- last log lines ---\n" + log_tail.rstrip()
+        super().__init__(text)
+        self.instance = instance
+        self.process_exit_code = exit_code
+        self.log_tail = log_tail
+
+
+class NotReadyError(GymctlError):
+    """A deployment did not become ready in time."""
+
+    def __init__(self, message: str, *, service: str | None = None, status: str | None = None, log_tail: str = "") -> None:
+        text = message
+        if log_tail:
+            text += "\n--- last log lines ---\n" + log_tail.rstrip()
+        super().__init__(text)
+        self.service = service
+        self.status = status
+        self.log_tail = log_tail
+
+
+class DockerError(GymctlError):
+    """The Docker CLI or engine failed."""
+
+    def __init__(self, message: str, *, argv: list[str] | None = None, returncode: int | None = None, stderr: str = "") -> None:
+        super().__init__(message)
+        self.argv = argv or []
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class DockerUnavailableError(DockerError):
+    """No Docker engine, or no Compose v2: says which and how to get it."""

@@ -1,0 +1,1 @@
+"""The head server: the registry that every server of a deployment registers with."""

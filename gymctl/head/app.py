@@ -1,0 +1,117 @@
+"""The head server: the registry's HTTP API, NeMo Gym's `/server_instances` and `/global_config_dict_yaml`."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, Response
+from omegaconf import OmegaConf
+from pydantic import BaseModel, Field
+
+from gymctl.config.model import GymConfig, redact
+from gymctl.head.registry import Registry
+
+
+class Registration(BaseModel):
+    """What a server sends to register or renew its lease."""
+
+    process_name: str = Field(min_length=1)
+    server_type: str
+    name: str
+    url: str = Field(pattern=r"^https?://")
+    host: str
+    port: int = Field(ge=1, le=65535)
+    host_url: str | None = None
+    pid: int | None = None
+    entrypoint: str | None = None
+    dir_path: str | None = None
+    config_path: str | None = None
+    start_time: float | None = None
+    alias_of: str | None = None
+
+
+class Deregistration(BaseModel):
+    process_name: str
+    url: str | None = None
+
+
+def expected_instances(config: GymConfig | None) -> set[str]:
+    return set(config.instances) if config else set()
+
+
+def public_config(config: GymConfig, registry: Registry) -> dict[str, Any]:
+    """The merged config as clients see it: secrets redacted, every host/port filled in from the registry."""
+    raw = OmegaConf.to_container(config.tree, resolve=False)
+    assert isinstance(raw, dict)
+    tree = redact(copy.deepcopy(raw))
+    try:
+        tree = OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
+    except Exception:
+        pass  # an interpolation only the servers' environments can resolve: serve it as written
+    assert isinstance(tree, dict)
+    seen: set[str] = set()
+    for item in registry.instances():
+        name = item["process_name"]
+        spec = config.instances.get(name)
+        if spec is None or name in seen or item["status"] != "healthy":
+            continue
+        seen.add(name)
+        host, port = item["host"], item["port"]
+        if item.get("host_url"):  # published: clients outside the network use the host address
+            hostport = item["host_url"].split("://", 1)[-1].rstrip("/")
+            host, _, p = hostport.rpartition(":")
+            port = int(p)
+        block = tree[name][spec.server_type][spec.impl]
+        block["host"], block["port"] = host, port
+    tree.setdefault("head_server", {})
+    tree["head_server"] = {**(tree["head_server"] or {}), "host": config.head_host, "port": config.head_port}
+    return tree
+
+
+def create_head_app(config: GymConfig | None, registry: Registry | None = None) -> FastAPI:
+    """Build the head app for a config (None: a bare registry, every registration accepted)."""
+    registry = registry or Registry(expected=expected_instances(config))
+    app = FastAPI(title="gymctl head", docs_url=None, redoc_url=None)
+    app.state.registry = registry
+    router = APIRouter()
+
+    @router.get("/")
+    @router.get("/livez")
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    async def ready() -> JSONResponse:
+        missing = registry.missing()
+        if missing:
+            return JSONResponse({"status": "starting", "waiting_for": missing}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    for path in ("/health", "/healthz", "/readyz"):
+        router.add_api_route(path, ready, methods=["GET"])
+
+    @router.post("/register")
+    async def register(body: Registration) -> dict[str, Any]:
+        new = registry.register(body.model_dump())
+        return {"registered": True, "new": new}
+
+    @router.post("/deregister")
+    async def deregister(body: Deregistration) -> dict[str, Any]:
+        return {"deregistered": registry.deregister(body.process_name, body.url)}
+
+    @router.get("/server_instances")
+    async def server_instances() -> list[dict[str, Any]]:
+        return registry.instances()
+
+    @router.get("/global_config_dict_yaml")
+    async def global_config_dict_yaml() -> Response:
+        if config is None:
+            text = "{}\n"
+        else:
+            text = OmegaConf.to_yaml(OmegaConf.create(public_config(config, registry)))
+        return Response(orjson.dumps(text), media_type="application/json")
+
+    app.include_router(router)
+    return app

@@ -1,0 +1,73 @@
+"""The registry: instances that registered, their leases, and who the deployment still waits for."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Entry:
+    record: dict[str, Any]
+    registered_at: float
+    last_seen: float
+
+
+@dataclass
+class Registry:
+    """Leases renewed by heartbeat: past `lease_s` an instance is unhealthy, past `drop_s` it is gone."""
+
+    expected: set[str] = field(default_factory=set)
+    lease_s: float = 6.0
+    drop_s: float = 60.0
+    entries: dict[tuple[str, str], Entry] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+
+    def register(self, record: dict[str, Any], now: float | None = None) -> bool:
+        """Add or renew; True when this is a new registration."""
+        now = now or time.time()
+        key = (record["process_name"], record["url"])
+        entry = self.entries.get(key)
+        if entry is None:
+            self.entries[key] = Entry(record, now, now)
+            return True
+        entry.record = record
+        entry.last_seen = now
+        return False
+
+    def deregister(self, process_name: str, url: str | None) -> bool:
+        keys = [k for k in self.entries if k[0] == process_name and (url is None or k[1] == url)]
+        for k in keys:
+            del self.entries[k]
+        return bool(keys)
+
+    def sweep(self, now: float | None = None) -> None:
+        now = now or time.time()
+        for k in [k for k, e in self.entries.items() if now - e.last_seen > self.drop_s]:
+            del self.entries[k]
+
+    def status_of(self, entry: Entry, now: float) -> str:
+        return "healthy" if now - entry.last_seen <= self.lease_s else "unhealthy"
+
+    def instances(self, now: float | None = None) -> list[dict[str, Any]]:
+        """NeMo Gym's `/server_instances` items plus `host_url`, `status`, `last_seen_s`."""
+        now = now or time.time()
+        self.sweep(now)
+        out = []
+        for entry in self.entries.values():
+            item = dict(entry.record)
+            start = item.get("start_time") or entry.registered_at
+            item["start_time"] = start
+            item["uptime_seconds"] = round(now - start, 3)
+            item["status"] = self.status_of(entry, now)
+            item["last_seen_s"] = round(now - entry.last_seen, 3)
+            out.append(item)
+        out.sort(key=lambda i: (i["process_name"], i["url"]))
+        return out
+
+    def missing(self, now: float | None = None) -> list[str]:
+        """Expected instances with no healthy registration."""
+        now = now or time.time()
+        healthy = {e.record["process_name"] for e in self.entries.values() if self.status_of(e, now) == "healthy"}
+        return sorted(self.expected - healthy)

@@ -1,0 +1,217 @@
+"""Run instances (and optionally the head) in this process: one event loop, one socket per server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gymctl.config.model import GymConfig
+from gymctl.errors import ConfigError, StartupError
+from gymctl.head.app import create_head_app
+from gymctl.head.registry import Registry
+from gymctl.runtime.addresses import bind_and_advertise
+from gymctl.server.asgi_dispatch import asgi_request
+from gymctl.server.client import ServerClient
+from gymctl.server.kit import ServerKit, add_health_routes, wrap_app
+from gymctl.server.loader import load_module, validate_config
+from gymctl.server.registration import Registrar, registration_record
+from gymctl.server.serving import QuietServer, bind_socket, make_server
+from gymctl.server.settings import ServerSettings
+
+log = logging.getLogger("gymctl.runtime")
+
+
+@dataclass
+class RunningServer:
+    name: str
+    url: str
+    port: int
+    server: QuietServer
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class RunningDeployment:
+    """What is up in this process: the head (maybe), the servers, their URLs."""
+
+    config: GymConfig
+    head_url: str
+    servers: dict[str, RunningServer] = field(default_factory=dict)
+    head: RunningServer | None = None
+    client: ServerClient | None = None
+    registrar: Registrar | None = None
+    registry: Registry | None = None
+    started_at: float = field(default_factory=time.monotonic)
+
+    def urls(self) -> dict[str, str]:
+        return {n: s.url for n, s in self.servers.items()}
+
+
+def _registration_sender(head_app: Any, head_url: str, client: ServerClient, token: str | None):
+    """How the registrar reaches the head: in-process when it lives here, HTTP otherwise."""
+    raw_auth = [(b"authorization", f"Bearer {token}".encode())] if token else []
+
+    async def send_local(path: str, body: dict[str, Any]) -> int:
+        status, _, _ = await asgi_request(head_app, "POST", path, orjson.dumps(body), [(b"content-type", b"application/json"), *raw_auth])
+        return status
+
+    async def send_http(path: str, body: dict[str, Any]) -> int:
+        async with client.session.post(head_url + path, data=orjson.dumps(body), headers={"Content-Type": "application/json", **client._auth}) as r:
+            await r.read()
+            return r.status
+
+    return send_local if head_app is not None else send_http
+
+
+async def start(
+    config: GymConfig,
+    names: list[str] | None = None,
+    *,
+    with_head: bool = True,
+    settings: ServerSettings | None = None,
+    head_url: str | None = None,
+) -> RunningDeployment:
+    """Bind, build and start the head (if asked) and the named instances; register them."""
+    settings = settings or ServerSettings()
+    names = list(config.instances) if names is None else names
+    token = settings.auth_token
+    resolved = config.resolve()  # raises ConfigError naming any unset ${oc.env:VAR}
+    head_url = (head_url or settings.head_url or config.head_url).rstrip("/")
+
+    sockets = {}
+    try:
+        head_sock = None
+        if with_head:
+            head_sock = bind_socket(settings.bind_host or config.head_host, config.head_port, "head_server")
+        for name in names:
+            spec = config.instances[name]
+            if spec.alias_of:
+                continue
+            bind, _ = bind_and_advertise(spec.host, settings.bind_host, settings.advertise_host)
+            sockets[name] = bind_socket(bind, settings.port or spec.port, f"{spec.key_path}.port")
+    except Exception:
+        for s in sockets.values():
+            s.close()
+        raise
+
+    local: dict[str, Any] = {}
+    client = ServerClient(head_url, token=token, local=local, retries=3)
+    dep = RunningDeployment(config=config, head_url=head_url, client=client)
+
+    head_app = None
+    if with_head:
+        registry = Registry(expected=set(config.instances), lease_s=settings.lease_s, drop_s=settings.drop_s)
+        head_app = wrap_app(create_head_app(config, registry), token)
+        dep.registry = registry
+        server = make_server(head_app, log_level=settings.log_level)
+        dep.head = RunningServer("head", head_url, config.head_port, server)
+        dep.head.task = asyncio.create_task(server.serve(sockets=[head_sock]))
+
+    records = []
+    for name in names:
+        spec = config.instances[name]
+        if spec.alias_of:
+            continue
+        sock = sockets[name]
+        port = sock.getsockname()[1]
+        _, advertise = bind_and_advertise(spec.host, settings.bind_host, settings.advertise_host)
+        url = f"http://{advertise}:{port}"
+        kit = ServerKit(instance=name, server_type=spec.server_type, impl=spec.impl, client=client, global_config=resolved)
+        assert spec.dir_path is not None
+        module = load_module(spec.dir_path, spec.entrypoint, spec.server_type, spec.impl)
+        block = config.block(name)
+        server_config = validate_config(module, block, source=spec.origin, key_path=spec.key_path)
+        try:
+            app = module.create_app(server_config, kit)
+        except (ConfigError, StartupError):
+            raise
+        except Exception as e:
+            raise StartupError(f"{name}: create_app failed: {type(e).__name__}: {e}", instance=name) from e
+        add_health_routes(app, kit)
+        served = wrap_app(app, token)
+        local[name] = app  # in-process calls skip auth: they never leave the process
+        server = make_server(served, log_level=settings.log_level)
+        rs = RunningServer(name, url, port, server)
+        rs.task = asyncio.create_task(server.serve(sockets=[sock]))
+        dep.servers[name] = rs
+        host_url = settings.host_url if len(names) == 1 else None
+        records.append(registration_record(
+            instance=name, server_type=spec.server_type, impl=spec.impl, url=url, host=advertise, port=port,
+            host_url=host_url, entrypoint=spec.entrypoint, dir_path=str(spec.dir_path), start_time=kit.start_time,
+        ))
+
+    # Aliases (environment_servers/legacy_agent) are their agent: same URL, no extra hop.
+    for name in names:
+        spec = config.instances[name]
+        if spec.alias_of and spec.alias_of in dep.servers:
+            target = dep.servers[spec.alias_of]
+            local[name] = local[spec.alias_of]
+            base = next(r for r in records if r["process_name"] == spec.alias_of)
+            records.append({**base, "process_name": name, "config_path": name, "server_type": spec.server_type, "name": spec.impl, "alias_of": spec.alias_of})
+            dep.servers[name] = RunningServer(name, target.url, target.port, target.server)
+
+    await _wait_started(dep)
+    dep.registrar = Registrar(_registration_sender(head_app, head_url, client, token), records, interval_s=settings.heartbeat_s, head_url=head_url)
+    dep.registrar.start()
+    return dep
+
+
+async def _wait_started(dep: RunningDeployment, timeout_s: float = 30.0) -> None:
+    servers = [s for s in ([dep.head] if dep.head else []) + list(dep.servers.values())]
+    deadline = time.monotonic() + timeout_s
+    while not all(s.server.started for s in servers):
+        for s in servers:
+            if s.task and s.task.done():
+                exc = s.task.exception()
+                raise StartupError(f"{s.name} stopped while starting: {exc!r}", instance=s.name)
+        if time.monotonic() > deadline:
+            slow = [s.name for s in servers if not s.server.started]
+            raise StartupError(f"servers not started after {timeout_s:.0f} s: {', '.join(slow)}")
+        await asyncio.sleep(0.005)
+
+
+async def stop(dep: RunningDeployment) -> None:
+    """Drain in-flight requests, deregister, stop every server, close the client pool."""
+    if dep.registrar:
+        await dep.registrar.stop(deregister=True)
+    servers = {id(s.server): s for s in dep.servers.values()}
+    for s in servers.values():
+        s.server.should_exit = True
+    await asyncio.gather(*(s.task for s in servers.values() if s.task), return_exceptions=True)
+    if dep.head:
+        dep.head.server.should_exit = True
+        if dep.head.task:
+            await asyncio.gather(dep.head.task, return_exceptions=True)
+    if dep.client:
+        await dep.client.close()
+
+
+async def wait_ready(dep: RunningDeployment, timeout_s: float = 30.0) -> None:
+    """Until the registrar has registered everything (the head's readiness when it lives here)."""
+    if dep.registrar:
+        await asyncio.wait_for(dep.registrar.registered.wait(), timeout_s)
+
+
+def on_signals(stop_event: asyncio.Event, force: Callable[[], None]) -> None:
+    """SIGINT/SIGTERM set `stop_event`; a second one forces the stop."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    count = 0
+
+    def handler() -> None:
+        nonlocal count
+        count += 1
+        if count == 1:
+            stop_event.set()
+        else:
+            force()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handler)

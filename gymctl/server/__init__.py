@@ -1,0 +1,6 @@
+"""The server kit every server shares: app wrapping, /health, registration, ServerClient, auth."""
+
+from gymctl.server.client import ServerClient, ServerResponse
+from gymctl.server.kit import ServerKit
+
+__all__ = ["ServerClient", "ServerKit", "ServerResponse"]

@@ -1,0 +1,60 @@
+"""ServerKit: what every server gets (its name, the config, a ServerClient); the shared routes and wrapping."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from fastapi import FastAPI
+
+
+from gymctl.server.auth import BearerAuthMiddleware
+from gymctl.server.client import ServerClient
+
+
+@dataclass
+class ServerKit:
+    """Handed to `create_app(config, kit)`: identity, the merged config, and name-based routing."""
+
+    instance: str
+    server_type: str
+    impl: str
+    client: ServerClient
+    global_config: dict[str, Any] = field(default_factory=dict)
+    start_time: float = field(default_factory=time.time)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The process's pooled aiohttp session (for calls to URLs outside the deployment)."""
+        return self.client.session
+
+    def block_of(self, instance: str) -> dict[str, Any]:
+        """Another instance's implementation block from the merged config."""
+        types = self.global_config.get(instance) or {}
+        for impls in types.values():
+            if isinstance(impls, dict):
+                for block in impls.values():
+                    return dict(block or {})
+        return {}
+
+
+def add_health_routes(app: FastAPI, kit: ServerKit) -> None:
+    """`GET /` and `GET /health`: 200 while the server serves (liveness)."""
+    paths = {getattr(r, "path", None) for r in app.router.routes}
+    payload = orjson.dumps({"status": "ok", "instance": kit.instance, "server_type": kit.server_type, "name": kit.impl, "pid": os.getpid()})
+
+    async def health() -> Response:
+        return Response(payload, media_type="application/json")
+
+    for path in ("/", "/health"):
+        if path not in paths:
+            app.add_api_route(path, health, methods=["GET"], include_in_schema=False)
+
+
+def wrap_app(app: Any, token: str | None) -> Any:
+    """The ASGI app as served: auth in front when a token is set."""
+    return BearerAuthMiddleware(app, token) if token else app

@@ -1,0 +1,102 @@
+"""Registration with the head: register on start, renew by heartbeat, back off while it is away, deregister."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger("gymctl.registration")
+
+# send(path, json) -> HTTP status; raises OSError/aiohttp errors when the head is unreachable.
+Sender = Callable[[str, dict[str, Any]], Awaitable[int]]
+
+
+def registration_record(
+    *, instance: str, server_type: str, impl: str, url: str, host: str, port: int,
+    host_url: str | None = None, entrypoint: str | None = None, dir_path: str | None = None,
+    start_time: float | None = None, alias_of: str | None = None,
+) -> dict[str, Any]:
+    """The body a server registers with (NeMo Gym's instance fields plus gymctl's)."""
+    return {
+        "process_name": instance,
+        "config_path": instance,
+        "server_type": server_type,
+        "name": impl,
+        "url": url,
+        "host": host,
+        "port": port,
+        "host_url": host_url,
+        "pid": os.getpid(),
+        "entrypoint": entrypoint,
+        "dir_path": dir_path,
+        "start_time": start_time or time.time(),
+        "alias_of": alias_of,
+    }
+
+
+class Registrar:
+    """Keeps a set of records registered: heartbeats every `interval_s`; re-registers after a head restart."""
+
+    def __init__(self, send: Sender, records: list[dict[str, Any]], *, interval_s: float = 2.0, head_url: str = "") -> None:
+        self.send = send
+        self.records = records
+        self.interval_s = interval_s
+        self.head_url = head_url
+        self.registered = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._warned = False
+
+    async def beat(self) -> bool:
+        """Register or renew every record once; True if the head took them all."""
+        try:
+            for record in self.records:
+                status = await self.send("/register", record)
+                if status == 401:
+                    log.error("head at %s refused registration: wrong or missing GYMCTL_AUTH_TOKEN", self.head_url)
+                    return False
+                if status >= 300:
+                    log.error("head at %s refused registration of %s: HTTP %s", self.head_url, record["process_name"], status)
+                    return False
+        except Exception as e:  # the head is away: keep serving, retry
+            if not self._warned:
+                log.warning("head at %s unreachable (%s); retrying in the background", self.head_url, type(e).__name__)
+                self._warned = True
+            return False
+        if self._warned:
+            log.warning("head at %s reachable again; registered", self.head_url)
+            self._warned = False
+        self.registered.set()
+        return True
+
+    async def run(self) -> None:
+        delay = 0.1
+        while True:
+            ok = await self.beat()
+            if ok:
+                delay = 0.1
+                await asyncio.sleep(self.interval_s)
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.interval_s)
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.get_running_loop().create_task(self.run())
+        return self._task
+
+    async def stop(self, *, deregister: bool = True) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if deregister:
+            for record in self.records:
+                try:
+                    await asyncio.wait_for(self.send("/deregister", {"process_name": record["process_name"], "url": record["url"]}), 2)
+                except Exception:
+                    pass  # the head may be gone already; its lease will drop us

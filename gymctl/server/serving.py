@@ -1,0 +1,55 @@
+"""Run ASGI apps on sockets we bind ourselves (port 0 -> the port we got), many per event loop."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from gymctl.errors import PortInUseError
+
+KEEP_ALIVE_S = 75  # longer than any client pool's idle timeout, so the server never closes first
+
+
+class QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the runtime (several share one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_socket(host: str, port: int | None, owner: str) -> socket.socket:
+    """Bind and listen on host:port (0 or None: any free port); PortInUseError names the owner."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port or 0))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise PortInUseError(host, port or 0, owner) from None
+        raise PortInUseError(host, port or 0, f"{owner} ({e.strerror})") from None
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+def make_server(app: Any, *, log_level: str = "warning") -> QuietServer:
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        log_level=log_level,
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=10,
+        backlog=4096,
+        http="auto",
+        loop="none",
+    )
+    return QuietServer(config)

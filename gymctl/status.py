@@ -1,0 +1,94 @@
+"""What `gymctl status` reports: the head's instances, each probed for liveness with its round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gymctl.errors import HeadUnreachableError, ServerError
+from gymctl.server.auth import auth_headers
+
+
+@dataclass
+class InstanceStatus:
+    instance: str
+    server_type: str
+    impl: str
+    url: str
+    registered: str  # the head's view: healthy (lease renewed) / unhealthy
+    health: str  # our probe of GET /health: healthy / unreachable / HTTP <n>
+    uptime_s: float | None
+    rtt_ms: float | None
+    alias_of: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.registered == "healthy" and self.health == "healthy"
+
+
+@dataclass
+class DeploymentStatus:
+    head_url: str
+    head_ready: bool
+    waiting_for: list[str]
+    instances: list[InstanceStatus]
+
+    @property
+    def ok(self) -> bool:
+        return self.head_ready and bool(self.instances) and all(i.ok for i in self.instances)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"head_url": self.head_url, "head_ready": self.head_ready, "waiting_for": self.waiting_for,
+                "ok": self.ok, "instances": [asdict(i) for i in self.instances]}
+
+
+async def _probe(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> tuple[str, float | None]:
+    t0 = time.perf_counter()
+    try:
+        async with session.get(url.rstrip("/") + "/health", headers=headers, timeout=aiohttp.ClientTimeout(total=3)) as r:
+            await r.read()
+            rtt = (time.perf_counter() - t0) * 1000
+            return ("healthy" if r.status == 200 else f"HTTP {r.status}"), rtt
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        return "unreachable", None
+
+
+async def fetch_status(head_url: str, *, token: str | None = None, expect: int | None = None, use_host_url: bool = True) -> DeploymentStatus:
+    """Ask the head for its instances, probe each one's /health, and report."""
+    head_url = head_url.rstrip("/")
+    headers = auth_headers(token)
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.get(f"{head_url}/server_instances", headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as r:
+                body = await r.read()
+                if r.status == 401:
+                    raise ServerError(
+                        f"head at {head_url} answered 401: the auth token is {'wrong' if token else 'missing'}; "
+                        "set GYMCTL_AUTH_TOKEN to the deployment's token", server="head", status=401)
+                if r.status != 200:
+                    raise ServerError(f"head at {head_url} answered {r.status} to /server_instances", server="head", status=r.status)
+                items = orjson.loads(body)
+            async with session.get(f"{head_url}/health", headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as r:
+                ready_body = orjson.loads(await r.read())
+                head_ready = r.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            raise HeadUnreachableError(head_url, 5, type(e).__name__) from None
+        urls = [(i.get("host_url") if use_host_url else None) or i.get("url") or "" for i in items]
+        probes = await asyncio.gather(*(_probe(session, u, headers) for u in urls))
+    out = [
+        InstanceStatus(
+            instance=i["process_name"], server_type=i.get("server_type", ""), impl=i.get("name", ""), url=u,
+            registered=i.get("status", "healthy"), health=p[0], uptime_s=i.get("uptime_seconds"), rtt_ms=p[1],
+            alias_of=i.get("alias_of"),
+        )
+        for i, u, p in zip(items, urls, probes)
+    ]
+    waiting = list(ready_body.get("waiting_for") or []) if isinstance(ready_body, dict) else []
+    if expect is not None and len({i.instance for i in out if i.ok}) < expect:
+        head_ready = False
+    return DeploymentStatus(head_url, head_ready, waiting, out)

@@ -1,0 +1,136 @@
+"""simple_agent: the multi-step rollout loop (model -> tools -> model ...), seeded and verified per run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gymctl.errors import GymctlError
+from gymctl.server import ServerKit
+
+
+class ServerRef(BaseModel):
+    type: str
+    name: str
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    entrypoint: str = "app.py"
+    resources_server: ServerRef
+    model_server: ServerRef
+    max_steps: int = Field(default=16, ge=1, description="model calls per rollout before it stops as incomplete")
+    model_timeout_s: float | None = None
+
+
+class RunRequest(BaseModel):
+    """One task: `responses_create_params` plus any keys of the dataset row (passed on to /verify)."""
+
+    model_config = ConfigDict(extra="allow")
+    responses_create_params: dict[str, Any]
+
+
+def _as_input_list(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    return list(value or [])
+
+
+def _tool_output(status: int, body: bytes) -> str:
+    """What the model sees from a tool: its reply, or an error it can read (never an exception)."""
+    text = body.decode(errors="replace")
+    if 200 <= status < 300:
+        return text
+    return orjson.dumps({"error": f"tool call failed with HTTP {status}", "detail": text[:2000]}).decode()
+
+
+def create_app(config: Config, kit: ServerKit) -> FastAPI:
+    app = FastAPI(title=kit.instance, docs_url=None, redoc_url=None)
+    router = APIRouter()
+    client = kit.client
+    model_name = config.model_server.name
+    resources_name = config.resources_server.name
+
+    async def loop(params: dict[str, Any], cookies: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Call the model with input + outputs so far; run each function call; stop on no call or max_steps."""
+        base_input = _as_input_list(params.get("input"))
+        new_outputs: list[dict[str, Any]] = []
+        model_cookies: dict[str, str] = {}
+        response: dict[str, Any] = {}
+        usage_total: dict[str, int] = {}
+        for step in range(1, config.max_steps + 1):
+            body = {**params, "input": base_input + new_outputs}
+            r = await client.post(model_name, "/v1/responses", json=body, cookies=model_cookies or None, timeout=config.model_timeout_s)
+            if r.status != 200:
+                raise HTTPException(status_code=502, detail=f"model server {model_name} answered {r.status}: {r.body[:500].decode(errors='replace')}")
+            model_cookies.update(r.cookies)
+            response = r.json()
+            output = response.get("output") or []
+            new_outputs.extend(output)
+            for k, v in (response.get("usage") or {}).items():
+                if isinstance(v, int):
+                    usage_total[k] = usage_total.get(k, 0) + v
+            calls = [item for item in output if item.get("type") == "function_call"]
+            if not calls:
+                break
+            for call in calls:
+                name = call.get("name") or ""
+                try:
+                    args = orjson.loads(call.get("arguments") or "{}")
+                except orjson.JSONDecodeError as e:
+                    text = orjson.dumps({"error": f"arguments are not valid JSON: {e}"}).decode()
+                else:
+                    try:
+                        tr = await client.post(resources_name, f"/{name}", json=args, cookies=cookies or None)
+                        cookies.update(tr.cookies)
+                        text = _tool_output(tr.status, tr.body)
+                    except GymctlError as e:
+                        text = orjson.dumps({"error": str(e)}).decode()
+                new_outputs.append({"type": "function_call_output", "call_id": call.get("call_id"), "output": text})
+            if step == config.max_steps:
+                response["status"] = "incomplete"
+                response["incomplete_details"] = {"reason": "max_steps"}
+        response["output"] = new_outputs
+        if usage_total:
+            response["usage"] = {**(response.get("usage") or {}), **usage_total}
+        return response, cookies
+
+    @router.post("/v1/responses")
+    async def responses(request: Request) -> dict[str, Any]:
+        params = await _json_body(request)
+        response, _ = await loop(params, dict(request.cookies))
+        return response
+
+    @router.post("/run")
+    async def run(body: RunRequest) -> Any:
+        row = body.model_dump()
+        seed = await client.post(resources_name, "/seed_session", json=row)
+        if not seed.ok:
+            raise HTTPException(status_code=502, detail=f"{resources_name} /seed_session answered {seed.status}: {seed.body[:300].decode(errors='replace')}")
+        cookies = dict(seed.cookies)
+        response, cookies = await loop(body.responses_create_params, cookies)
+        verify = await client.post(resources_name, "/verify", json={**row, "response": response}, cookies=cookies or None)
+        if not verify.ok:
+            raise HTTPException(status_code=502, detail=f"{resources_name} /verify answered {verify.status}: {verify.body[:300].decode(errors='replace')}")
+        await client.post(resources_name, "/close_session", json={}, cookies=cookies or None)
+        return Response(verify.body, media_type="application/json")
+
+    @router.post("/aggregate_metrics")
+    async def aggregate_metrics(request: Request) -> Any:
+        r = await client.post(resources_name, "/aggregate_metrics", json=await _json_body(request))
+        return Response(r.body, status_code=r.status, media_type="application/json")
+
+    app.include_router(router)
+    return app
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise HTTPException(status_code=400, detail=f"request body is not valid JSON: {e}") from None
