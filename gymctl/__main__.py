@@ -1,0 +1,5 @@
+"""`python -m gymctl`: the same as the `gymctl` command."""
+
+from gymctl.cli.main import main
+
+main()

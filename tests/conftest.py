@@ -1,0 +1,130 @@
+"""Shared fixtures: free ports, and a real `gymctl run` deployment of the example in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = "resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml"
+SCRIPTED_CONFIG = "responses_api_models/scripted_model/configs/scripted_model.yaml"
+OPENAI_CONFIG = "responses_api_models/openai_model/configs/openai_model.yaml"
+EXAMPLE_DATA = REPO / "servers/resources_servers/example_single_tool_call/data/example.jsonl"
+AGENT = "example_single_tool_call_simple_agent"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(url: str, body: object | None = None, timeout: float = 10.0, headers: dict[str, str] | None = None) -> tuple[int, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, raw.decode(errors="replace")
+
+
+def wait_http(url: str, timeout: float = 30.0, status: int = 200) -> None:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            code, _ = http_json(url, timeout=2)
+            if code == status:
+                return
+            last = code
+        except OSError as e:
+            last = e
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer {status} within {timeout} s (last: {last})")
+
+
+@dataclass
+class Deployment:
+    """A `gymctl run` subprocess and how to reach it."""
+
+    proc: subprocess.Popen
+    head_url: str
+    log_path: Path
+
+    def instances(self) -> list[dict]:
+        return http_json(self.head_url + "/server_instances")[1]  # type: ignore[return-value]
+
+    def url_of(self, name: str) -> str:
+        for item in self.instances():
+            if item["process_name"] == name:
+                return item.get("host_url") or item["url"]
+        raise KeyError(name)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_deployment(args: list[str], tmp_path: Path, *, env: dict[str, str] | None = None, timeout: float = 30.0) -> Deployment:
+    port = free_port()
+    log_path = tmp_path / f"gymctl-run-{port}.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gymctl", "run", *args, "--set", f"head_server.port={port}"],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    dep = Deployment(proc, f"http://127.0.0.1:{port}", log_path)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gymctl run exited with {proc.returncode}:\n{dep.log()}")
+            try:
+                if http_json(dep.head_url + "/health", timeout=2)[0] == 200:
+                    return dep
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"gymctl run not ready in {timeout} s:\n{dep.log()}")
+    except BaseException:
+        stop_deployment(dep)
+        raise
+
+
+def stop_deployment(dep: Deployment, timeout: float = 15.0) -> int | None:
+    if dep.proc.poll() is None:
+        dep.proc.send_signal(signal.SIGINT)
+        try:
+            dep.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(dep.proc.pid, signal.SIGKILL)
+            dep.proc.wait()
+    return dep.proc.returncode
+
+
+@pytest.fixture
+def gymctl_deployment(tmp_path: Path) -> Iterator[Deployment]:
+    """The example environment all-in-one on the scripted policy, head on a free port."""
+    dep = start_deployment(["-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG], tmp_path)
+    yield dep
+    stop_deployment(dep)
+
+
+def example_rows() -> list[dict]:
+    return [json.loads(line) for line in EXAMPLE_DATA.read_text().splitlines() if line.strip()]
