@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 from fastapi import FastAPI
+from fastapi.responses import Response
 
 
 from gymctl.server.auth import BearerAuthMiddleware

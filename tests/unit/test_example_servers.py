@@ -1,0 +1,92 @@
+"""The example environment in one process: tools, verify, the agent loop, the scripted policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from gymctl.config import load_config
+from gymctl.runtime import inprocess
+from gymctl.server.client import ServerClient
+from gymctl.server.settings import ServerSettings
+from tests.conftest import AGENT, EXAMPLE_CONFIG, REPO, SCRIPTED_CONFIG, example_rows, free_port
+
+
+@pytest.fixture
+async def deployment():
+    cfg = load_config([EXAMPLE_CONFIG, SCRIPTED_CONFIG], cwd=REPO)
+    cfg.head_port = free_port()
+    dep = await inprocess.start(cfg, settings=ServerSettings(heartbeat_s=0.2))
+    await inprocess.wait_ready(dep)
+    yield dep
+    await inprocess.stop(dep)
+
+
+async def test_run_returns_reward_one_for_every_example_row(deployment):
+    client = deployment.client
+    for row in example_rows():
+        r = await client.post(AGENT, "/run", json=row)
+        assert r.status == 200, r.body
+        out = r.json()
+        assert out["reward"] == 1.0
+        kinds = [i["type"] for i in out["response"]["output"]]
+        assert kinds == ["function_call", "function_call_output", "message"]
+        assert out["responses_create_params"] == row["responses_create_params"]  # the row passes through to verify
+
+
+async def test_task_without_get_weather_gets_reward_zero(deployment):
+    row = {"responses_create_params": {"input": [{"role": "user", "content": "hi"}], "tools": []}, "extra_key": 7}
+    r = await deployment.client.post(AGENT, "/run", json=row)
+    out = r.json()
+    assert out["reward"] == 0.0 and out["extra_key"] == 7
+
+
+async def test_same_results_in_process_and_over_http(deployment):
+    row = example_rows()[0]
+    local = (await deployment.client.post(AGENT, "/run", json=row)).json()
+    remote_client = ServerClient(deployment.head_url)  # no local apps: every call is real HTTP
+    try:
+        remote = (await remote_client.post(AGENT, "/run", json=row)).json()
+    finally:
+        await remote_client.close()
+    strip = lambda o: [{k: v for k, v in i.items() if k not in ("id", "call_id")} for i in o["response"]["output"]]  # noqa: E731
+    assert strip(local) == strip(remote) and local["reward"] == remote["reward"] == 1.0
+
+
+async def test_tool_errors_go_back_to_the_model_as_output(deployment):
+    client = deployment.client
+    # A tool the resources server does not have: the loop returns the 404 to the model and carries on.
+    row = {"responses_create_params": {"input": "hello", "tools": [{"type": "function", "name": "no_such_tool", "parameters": {"type": "object", "properties": {}}}]}}
+    out = (await client.post(AGENT, "/run", json=row)).json()
+    outputs = [i for i in out["response"]["output"] if i["type"] == "function_call_output"]
+    assert outputs and "404" in outputs[0]["output"]
+    assert out["reward"] == 0.0
+    # Arguments that do not fit the tool: 422 from the tool, returned to the model as well.
+    row = {"responses_create_params": {"input": "x", "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {"town": {"type": "string"}}}}]}}
+    out = (await client.post(AGENT, "/run", json=row)).json()
+    outputs = [i for i in out["response"]["output"] if i["type"] == "function_call_output"]
+    assert "422" in outputs[0]["output"] and out["reward"] == 1.0
+
+
+async def test_get_weather_tool_and_session_cookie(deployment):
+    client = deployment.client
+    seed = await client.post("example_single_tool_call", "/seed_session", json={})
+    assert seed.ok and "gymctl_session" in seed.cookies
+    r = await client.post("example_single_tool_call", "/get_weather", json={"city": "Paris"})
+    assert r.json() == {"city": "Paris", "weather_description": "The weather in Paris is cold."}
+
+
+async def test_health_and_unknown_server_hint(deployment):
+    from gymctl.errors import UnknownServerError
+
+    r = await deployment.client.get("policy_model", "/health")
+    assert r.json()["status"] == "ok"
+    with pytest.raises(UnknownServerError, match="did you mean 'policy_model'"):
+        await deployment.client.post("policy_modle", "/v1/responses", json={})
+
+
+async def test_bad_json_body_is_a_400_not_a_crash(deployment):
+    url = deployment.servers[AGENT].url
+    async with deployment.client.session.post(url + "/v1/responses", data=b"{not json") as r:
+        assert r.status == 400 and "not valid JSON" in await r.text()
+    async with deployment.client.session.post(url + "/run", json={"no_params": 1}) as r:
+        assert r.status == 422 and "responses_create_params" in await r.text()
