@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from gymctl.config.model import GymConfig, redact
 from gymctl.head.registry import Registry
+from gymctl.server.kit import new_app
 
 
 class Registration(BaseModel):
@@ -74,7 +75,7 @@ def public_config(config: GymConfig, registry: Registry) -> dict[str, Any]:
 def create_head_app(config: GymConfig | None, registry: Registry | None = None) -> FastAPI:
     """Build the head app for a config (None: a bare registry, every registration accepted)."""
     registry = registry or Registry(expected=expected_instances(config))
-    app = FastAPI(title="gymctl head", docs_url=None, redoc_url=None)
+    app = new_app("gymctl head")
     app.state.registry = registry
     router = APIRouter()
 

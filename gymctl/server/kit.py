@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,17 @@ class ServerKit:
                 for block in impls.values():
                     return dict(block or {})
         return {}
+
+
+def new_app(title: str) -> FastAPI:
+    """A FastAPI app as gymctl's servers want it: no docs routes, no per-request telemetry hooks.
+
+    FastAPI's native OpenTelemetry checks providers on every request; set GYMCTL_TELEMETRY=1 to keep it.
+    """
+    kwargs: dict[str, Any] = {"title": title, "docs_url": None, "redoc_url": None, "openapi_url": None}
+    if os.environ.get("GYMCTL_TELEMETRY") != "1" and "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        kwargs["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
+    return FastAPI(**kwargs)
 
 
 def add_health_routes(app: FastAPI, kit: ServerKit) -> None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 
 from pydantic import BaseModel, ConfigDict
 
-from gymctl.server import ServerKit
+from gymctl.server import ServerKit, new_app
 
 SESSION_COOKIE = "gymctl_session"
 
@@ -43,7 +43,7 @@ def reward_of(response: dict[str, Any]) -> float:
 
 
 def create_app(config: Config, kit: ServerKit) -> FastAPI:
-    app = FastAPI(title=kit.instance, docs_url=None, redoc_url=None)
+    app = new_app(kit.instance)
     router = APIRouter()
     sessions: set[str] = set()
 

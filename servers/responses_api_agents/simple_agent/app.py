@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gymctl.errors import GymctlError
-from gymctl.server import ServerKit
+from gymctl.server import ServerKit, new_app
 
 
 class ServerRef(BaseModel):
@@ -49,7 +49,7 @@ def _tool_output(status: int, body: bytes) -> str:
 
 
 def create_app(config: Config, kit: ServerKit) -> FastAPI:
-    app = FastAPI(title=kit.instance, docs_url=None, redoc_url=None)
+    app = new_app(kit.instance)
     router = APIRouter()
     client = kit.client
     model_name = config.model_server.name

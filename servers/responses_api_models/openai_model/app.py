@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from gymctl.server import ServerKit
+from gymctl.server import ServerKit, new_app
 
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 
@@ -27,7 +27,7 @@ class Config(BaseModel):
 
 
 def create_app(config: Config, kit: ServerKit) -> FastAPI:
-    app = FastAPI(title=kit.instance, docs_url=None, redoc_url=None)
+    app = new_app(kit.instance)
     router = APIRouter()
     base = config.openai_base_url.rstrip("/")
     headers = {"Content-Type": "application/json", **config.openai_default_headers}

@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 
 from pydantic import BaseModel, ConfigDict
 
-from gymctl.server import ServerKit
+from gymctl.server import ServerKit, new_app
 
 
 def _load_policy():  # a sibling module, loaded by path: every server dir holds its own files
@@ -47,7 +47,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 
 def create_app(config: Config, kit: ServerKit) -> FastAPI:
-    app = FastAPI(title=kit.instance, docs_url=None, redoc_url=None)
+    app = new_app(kit.instance)
     router = APIRouter()
 
     @router.post("/v1/responses")
