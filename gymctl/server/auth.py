@@ -1,12 +1,21 @@
-"""Optional bearer-token auth between gymctl components (GYMCTL_AUTH_TOKEN); liveness paths stay open."""
+"""Optional bearer-token auth between gymctl components (GYMCTL_AUTH_TOKEN); probe paths stay open.
+
+With a token set, every request needs `Authorization: Bearer <token>` except the probe paths:
+`/` and `/health` (every server's liveness), `/livez` (the head's liveness) and the head's readiness
+`/health` `/healthz` `/readyz`. Readiness stays open on purpose: container healthchecks, `docker compose
+--wait` and load balancers probe it without credentials, and it tells only whether the deployment is
+complete (and the names it still waits for), never an address, a config value or the token.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 from typing import Any
 
-LIVENESS_PATHS = frozenset({"/", "/health", "/livez"})
+PROBE_PATHS = frozenset({"/", "/health", "/livez", "/healthz", "/readyz"})
+LIVENESS_PATHS = PROBE_PATHS  # the name the rest of gymctl imports
 TOKEN_ENV = "GYMCTL_AUTH_TOKEN"
 
 
@@ -19,27 +28,50 @@ def auth_headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-class BearerAuthMiddleware:
-    """Pure ASGI middleware: 401 unless `Authorization: Bearer <token>` matches (constant-time)."""
+def _digest(value: bytes) -> bytes:
+    # Comparing fixed-size digests keeps the comparison's time independent of the token's length too.
+    return hashlib.sha256(value).digest()
 
-    def __init__(self, app: Any, token: str, exempt: frozenset[str] = LIVENESS_PATHS) -> None:
+
+def _reject_body(reason: str) -> bytes:
+    return b'{"detail":"unauthorized: ' + reason.encode() + b'; send Authorization: Bearer <GYMCTL_AUTH_TOKEN of the deployment>"}'
+
+
+class BearerAuthMiddleware:
+    """Pure ASGI middleware: 401 with a one-line reason unless the bearer token matches (constant time)."""
+
+    def __init__(self, app: Any, token: str, exempt: frozenset[str] = PROBE_PATHS) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self._expected = _digest(token.encode())
         self.exempt = exempt
 
+    def __repr__(self) -> str:  # never the token, not even its digest
+        return f"BearerAuthMiddleware({self.app!r})"
+
+    def check(self, header: bytes | None) -> str | None:
+        """None when the Authorization header carries the token; else why not (never echoing what was sent)."""
+        if not header:
+            return "missing Authorization header"
+        scheme, _, given = header.strip().partition(b" ")
+        if scheme.lower() != b"bearer" or not given.strip():
+            return "Authorization header is not 'Bearer <token>'"
+        if not hmac.compare_digest(_digest(given.strip()), self._expected):
+            return "wrong bearer token"
+        return None
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
-        given = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                given = value
-                break
-        if hmac.compare_digest(given, self.expected):
+        header = next((value for name, value in scope["headers"] if name == b"authorization"), None)
+        reason = self.check(header)
+        if reason is None:
             await self.app(scope, receive, send)
             return
-        reason = b"missing Authorization header" if not given else b"wrong bearer token"
-        body = b'{"detail":"unauthorized: ' + reason + b'; set GYMCTL_AUTH_TOKEN to the deployment\'s token"}'
-        await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": f"unauthorized: {reason}"})
+            return
+        body = _reject_body(reason)
+        await send({"type": "http.response.start", "status": 401, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"www-authenticate", b"Bearer")]})
         await send({"type": "http.response.body", "body": body})
