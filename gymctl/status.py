@@ -37,14 +37,24 @@ class DeploymentStatus:
     head_ready: bool
     waiting_for: list[str]
     instances: list[InstanceStatus]
+    expect: int | None = None  # --expect N: at least N distinct healthy instances
+
+    @property
+    def healthy_count(self) -> int:
+        return len({i.instance for i in self.instances if i.ok})
+
+    @property
+    def expect_met(self) -> bool:
+        return self.expect is None or self.healthy_count >= self.expect
 
     @property
     def ok(self) -> bool:
-        return self.head_ready and bool(self.instances) and all(i.ok for i in self.instances)
+        return self.head_ready and self.expect_met and bool(self.instances) and all(i.ok for i in self.instances)
 
     def to_dict(self) -> dict[str, Any]:
         return {"head_url": self.head_url, "head_ready": self.head_ready, "waiting_for": self.waiting_for,
-                "ok": self.ok, "instances": [asdict(i) for i in self.instances]}
+                "expect": self.expect, "healthy": self.healthy_count, "ok": self.ok,
+                "instances": [asdict(i) for i in self.instances]}
 
 
 async def _probe(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> tuple[str, float | None]:
@@ -89,6 +99,4 @@ async def fetch_status(head_url: str, *, token: str | None = None, expect: int |
         for i, u, p in zip(items, urls, probes)
     ]
     waiting = list(ready_body.get("waiting_for") or []) if isinstance(ready_body, dict) else []
-    if expect is not None and len({i.instance for i in out if i.ok}) < expect:
-        head_ready = False
-    return DeploymentStatus(head_url, head_ready, waiting, out)
+    return DeploymentStatus(head_url, head_ready, waiting, out, expect)

@@ -38,11 +38,18 @@ def _fmt_uptime(s: float | None) -> str:
     return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
 
 
+def _title(st) -> str:
+    ready = "[green]ready[/]" if st.head_ready else "[yellow]starting[/]" + (f" (waiting for {', '.join(st.waiting_for)})" if st.waiting_for else "")
+    if st.expect is not None:
+        color = "green" if st.expect_met else "red"
+        ready += f", [{color}]{st.healthy_count}/{st.expect} expected healthy[/]"
+    return f"head {st.head_url}: {ready}"
+
+
 def _table(st):
     from rich.table import Table
 
-    ready = "[green]ready[/]" if st.head_ready else "[yellow]starting[/]" + (f" (waiting for {', '.join(st.waiting_for)})" if st.waiting_for else "")
-    table = Table(title=f"head {st.head_url}: {ready}", title_justify="left")
+    table = Table(title=_title(st), title_justify="left")
     for col in ("instance", "type", "impl", "url", "health", "uptime", "rtt ms"):
         table.add_column(col, justify="right" if col == "rtt ms" else "left")
     for i in st.instances:
@@ -53,37 +60,70 @@ def _table(st):
     return table
 
 
+def _summary(st) -> str:
+    healthy = sum(1 for i in st.instances if i.ok)
+    return f"{len(st.instances)} instances ({healthy} healthy, {len(st.instances) - healthy} unhealthy)"
+
+
+def _watch(url: str, token: str | None, expect: int | None, interval_s: float) -> int:
+    """A live table, refreshed every `interval_s` until Ctrl-C; a head that goes away is shown, not fatal."""
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    from gymctl.errors import GymctlError
+    from gymctl.runtime.loop import run as run_loop
+    from gymctl.status import fetch_status
+
+    code = 1
+    with Live(refresh_per_second=4, redirect_stderr=False, auto_refresh=False) as live:
+        try:
+            while True:
+                stamp = time.strftime("%H:%M:%S")
+                try:
+                    st = run_loop(fetch_status(url, token=token, expect=expect))
+                    code = 0 if st.ok else 1
+                    view = Group(_table(st), Text(f"{_summary(st)}   (updated {stamp}; Ctrl-C to quit)"))
+                except GymctlError as e:  # head restarting, wrong token: keep watching
+                    code = 1
+                    view = Text(f"{type(e).__name__}: {e}   (updated {stamp}; Ctrl-C to quit)", style="red")
+                live.update(view, refresh=True)
+                time.sleep(interval_s)
+        except KeyboardInterrupt:
+            pass
+    return code
+
+
 def status(
     overrides: OverridesArg = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
     head: Annotated[str | None, typer.Option("--head", help="Head URL (default: the config's head_server, GYMCTL_HEAD_URL, or http://127.0.0.1:11000).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    expect: Annotated[int | None, typer.Option("--expect", help="Also require at least N healthy instances.")] = None,
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh the table every second until Ctrl-C.")] = False,
+    expect: Annotated[int | None, typer.Option("--expect", help="Also require at least N distinct healthy instances (exit 1 otherwise).")] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="A live table, refreshed every --interval seconds until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="--watch: seconds between refreshes.")] = 1.0,
 ) -> None:
     """Show every instance registered with the head: health, URL, uptime, head->server round trip.
 
-    Exit code 0 only when the head is ready and every instance is healthy.
+    Exit code 0 only when the head is ready, every instance is healthy and (with --expect N) at least N are.
+    Sends GYMCTL_AUTH_TOKEN when it is set.
     """
+    from gymctl.errors import UsageError
     from gymctl.runtime.loop import run as run_loop
     from gymctl.server.auth import auth_token
     from gymctl.status import fetch_status
 
+    if expect is not None and expect < 1:
+        raise UsageError(f"--expect {expect}: expected a number of instances, 1 or more")
+    if interval < 0.1:
+        raise UsageError(f"--interval {interval}: refresh at most every 0.1 s")
+    if watch and as_json:
+        raise UsageError("--watch shows a live table; it cannot be combined with --json (poll `gymctl status --json` instead)")
     url = head_url_from(head, config, sets, overrides)
     token = auth_token()
     if watch:
-        from rich.live import Live
-
-        with Live(refresh_per_second=4, redirect_stderr=False) as live:
-            try:
-                while True:
-                    st = run_loop(fetch_status(url, token=token, expect=expect))
-                    live.update(_table(st))
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                pass
-        return
+        sys.exit(_watch(url, token, expect, interval))
     st = run_loop(fetch_status(url, token=token, expect=expect))
     if as_json:
         import json
@@ -94,8 +134,7 @@ def status(
 
         con = Console() if sys.stdout.isatty() else Console(width=200)
         con.print(_table(st))
-        healthy = sum(1 for i in st.instances if i.ok)
-        con.print(f"{len(st.instances)} instances ({healthy} healthy, {len(st.instances) - healthy} unhealthy)")
+        con.print(_summary(st))
     sys.exit(0 if st.ok else 1)
 
 
