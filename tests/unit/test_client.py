@@ -1,0 +1,111 @@
+"""ServerClient: routing by name through a real head, re-resolution after a restart, bounded retries."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fastapi import FastAPI
+
+from gymctl.errors import HeadUnreachableError, ServerError
+from gymctl.head.app import create_head_app
+from gymctl.server.client import ServerClient
+from gymctl.server.registration import Registrar, registration_record
+from gymctl.server.serving import bind_socket, make_server
+from tests.conftest import free_port
+
+
+async def serve(app, port: int | None = None):
+    sock = bind_socket("127.0.0.1", port, "test")
+    server = make_server(app)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.005)
+    return server, task, sock.getsockname()[1]
+
+
+async def shutdown(server, task):
+    server.should_exit = True
+    await task
+
+
+def echo_app(tag: str) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/echo")
+    async def echo(body: dict) -> dict:
+        return {"tag": tag, **body}
+
+    return app
+
+
+async def register(head_url: str, name: str, port: int) -> None:
+    client = ServerClient(head_url)
+
+    async def send(path, body):
+        async with client.session.post(head_url + path, json=body) as r:
+            return r.status
+
+    reg = Registrar(send, [registration_record(instance=name, server_type="resources_servers", impl="echo", url=f"http://127.0.0.1:{port}", host="127.0.0.1", port=port)], head_url=head_url)
+    assert await reg.beat()
+    await client.close()
+
+
+@pytest.fixture
+async def head():
+    server, task, port = await serve(create_head_app(None))
+    yield f"http://127.0.0.1:{port}"
+    await shutdown(server, task)
+
+
+async def test_routes_by_name_and_follows_a_restart_to_a_new_port(head):
+    s1, t1, p1 = await serve(echo_app("first"))
+    await register(head, "echo", p1)
+    client = ServerClient(head)
+    try:
+        assert (await client.post("echo", "/echo", json={"x": 1})).json() == {"tag": "first", "x": 1}
+        await shutdown(s1, t1)
+        # The instance comes back elsewhere and registers; the deregistration of the old one never happened.
+        s2, t2, p2 = await serve(echo_app("second"))
+        await client.session.post(head + "/deregister", json={"process_name": "echo", "url": f"http://127.0.0.1:{p1}"})
+        await register(head, "echo", p2)
+        r = await client.post("echo", "/echo", json={"x": 2})
+        assert r.json() == {"tag": "second", "x": 2}
+        await shutdown(s2, t2)
+    finally:
+        await client.close()
+
+
+async def test_unreachable_server_fails_after_bounded_retries(head):
+    port = free_port()
+    await register(head, "ghost", port)
+    client = ServerClient(head, retries=2)
+    try:
+        with pytest.raises(ServerError, match="ghost at http://127.0.0.1:.* unreachable after 3 attempts"):
+            await client.post("ghost", "/x", json={})
+    finally:
+        await client.close()
+
+
+async def test_head_unreachable_says_where_and_how_long():
+    client = ServerClient(f"http://127.0.0.1:{free_port()}", head_wait_s=0.5)
+    try:
+        with pytest.raises(HeadUnreachableError, match=r"head at http://127.0.0.1:\d+ unreachable after \d+ s"):
+            await client.post("anything", "/x", json={})
+    finally:
+        await client.close()
+
+
+async def test_cached_routes_survive_a_head_outage():
+    hs, ht, hp = await serve(create_head_app(None))
+    head = f"http://127.0.0.1:{hp}"
+    s1, t1, p1 = await serve(echo_app("up"))
+    await register(head, "echo", p1)
+    client = ServerClient(head)
+    try:
+        assert (await client.post("echo", "/echo", json={})).ok
+        await shutdown(hs, ht)  # the head dies
+        assert (await client.post("echo", "/echo", json={"during": "outage"})).json()["during"] == "outage"
+    finally:
+        await client.close()
+        await shutdown(s1, t1)
