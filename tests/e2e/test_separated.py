@@ -1,0 +1,80 @@
+"""`gymctl run --topology separated` as a user drives it: processes, status, a rollout, crashes, restarts, stop."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import psutil
+
+from tests.conftest import AGENT, example_rows, http_json
+from tests.e2e.test_separated_support import FAST_LEASES, SERVED, cli, separated, stop_separated, wait_until  # noqa: F401
+
+
+def test_one_process_per_instance_status_green_and_a_run_scores_1(separated, tmp_path):
+    logs = tmp_path / "logs"
+    run = separated("--log-dir", str(logs))
+    out = run.output()
+    assert re.search(r"gymctl: ready in \d+\.\d+ s", out)
+    for name in SERVED:  # one OS process each, in its own process group, visible in ps
+        pid = run.pid_of(name)
+        assert os.getpgid(pid) == pid and os.getpgid(pid) != os.getpgid(run.proc.pid)
+    assert len({run.pid_of(n) for n in SERVED}) == 4
+    # The alias is registered by the agent's process: same pid, same URL.
+    items = {i["process_name"]: i for i in run.instances()}
+    assert items["example_single_tool_call_environment_server"]["pid"] == items[AGENT]["pid"] == run.pid_of(AGENT)
+    st = cli("status", "--head", run.head_url)
+    assert st.returncode == 0, st.stdout + st.stderr
+    assert "4 instances (4 healthy, 0 unhealthy)" in st.stdout
+    code, body = http_json(run.url_of(AGENT) + "/run", example_rows()[0])
+    assert code == 200 and body["reward"] == 1.0
+    # Output: prefixed by instance on the console, and one log file per process.
+    assert re.search(r"^policy_model +\| policy_model: serving at http://127\.0\.0\.1:\d+", out, re.M)
+    assert sorted(p.name for p in logs.iterdir()) == sorted(f"{n}.log" for n in SERVED)
+    assert "serving at" in (logs / "policy_model.log").read_text()
+    assert stop_separated(run) == 0
+    assert not run.leftovers()
+    assert re.search(r"stopped; exit codes: head code 0, .*policy_model code 0", run.output())
+
+
+def test_kill_9_with_restart_on_failure_comes_back_registered(separated):
+    run = separated("--restart", "on-failure")
+    old_pid = run.pid_of("example_single_tool_call")
+    old_url = run.url_of("example_single_tool_call")
+    t0 = time.monotonic()
+    os.kill(old_pid, signal.SIGKILL)
+
+    def back() -> bool:
+        items = [i for i in run.instances() if i["process_name"] == "example_single_tool_call"]
+        return any(i["pid"] != old_pid and i["status"] == "healthy" for i in items)
+
+    wait_until(back, 8, "restarted instance registered")
+    back_in = time.monotonic() - t0
+    assert back_in < 8
+    out = run.output()
+    assert f"example_single_tool_call (pid {old_pid}) exited with code -9 (killed by SIGKILL)" in out
+    assert "restarting example_single_tool_call in 0.5 s (restart 1)" in out
+    assert run.url_of("example_single_tool_call") == old_url  # same port again: peers' cached routes stay right
+    code, body = http_json(run.url_of(AGENT) + "/run", example_rows()[1])
+    assert code == 200 and body["reward"] == 1.0
+    st = cli("status", "--head", run.head_url)
+    assert st.returncode == 0, st.stdout
+
+
+def test_kill_9_without_restart_reports_exit_code_and_status_shows_unhealthy_then_dropped(separated):
+    run = separated(env=FAST_LEASES)
+    pid = run.pid_of("policy_model")
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: f"policy_model (pid {pid}) exited with code -9 (killed by SIGKILL)" in run.output(), 5, "exit reported")
+    assert "restarting policy_model" not in run.output()
+    time.sleep(2)  # past the 1.5 s lease
+    st = cli("status", "--head", run.head_url)
+    assert st.returncode == 1
+    assert "starting (waiting for policy_model)" in st.stdout  # the head's readiness noticed too
+    row = next(line for line in st.stdout.splitlines() if re.match(r"\W*policy_model\b", line))
+    assert "unreachable, lease expired" in row
+    assert "1 unhealthy" in st.stdout
+    wait_until(lambda: "policy_model" not in {i["process_name"] for i in run.instances()}, 6, "dropped after GYMCTL_DROP_S")
+    assert run.proc.poll() is None  # the others keep serving
