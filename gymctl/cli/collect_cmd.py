@@ -1,0 +1,286 @@
+"""`gymctl collect` (= `ng_collect_rollouts`): rollouts from a JSONL of tasks through an agent, resumable, with progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt
+from gymctl.errors import UsageError
+
+DEFAULT_HEAD = "http://127.0.0.1:11000"
+# NeMo Gym's `+key=value` collector arguments -> our option names.
+NG_KEYS = {
+    "agent_name": "agent", "input_jsonl_fpath": "input", "output_jsonl_fpath": "output", "num_repeats": "num_repeats",
+    "limit": "limit", "num_samples_in_parallel": "concurrency", "timeout_s": "timeout",
+}
+NG_IGNORED = ("skip_venv_if_present", "uv_venv_dir", "dry_run", "disable_health_check", "resume_from_cache")
+
+
+def _split_args(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Pull NeMo Gym's collector keys out of the +args; the rest are config overrides (or ignored settings)."""
+    from gymctl.config.overrides import parse_value
+
+    picked: dict[str, Any] = {}
+    rest: list[str] = []
+    for arg in overrides:
+        key, eq, raw = arg.lstrip("+").partition("=")
+        if eq and key in NG_KEYS:
+            picked[NG_KEYS[key]] = parse_value(raw)
+        elif eq and key in NG_IGNORED:
+            continue
+        else:
+            rest.append(arg)
+    return picked, rest
+
+
+def _head_from_rest(rest: list[str]) -> str | None:
+    from gymctl.config.overrides import parse_overrides
+
+    parsed = dict(parse_overrides(rest).settings)
+    if "head_server.host" in parsed or "head_server.port" in parsed:
+        return f"http://{parsed.get('head_server.host', '127.0.0.1')}:{parsed.get('head_server.port', 11000)}"
+    return None
+
+
+def _int(name: str, value: Any) -> int | None:
+    if value is None or isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise UsageError(f"{name}={value!r}: expected a whole number")
+
+
+def collect(
+    overrides: OverridesArg = None,
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="The agent instance to collect through (+agent_name=).")] = None,
+    input: Annotated[str | None, typer.Option("--input", "-i", help="Tasks: JSONL, one row with responses_create_params per line (+input_jsonl_fpath=).")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Rollouts JSONL, appended to; a rerun resumes (+output_jsonl_fpath=).")] = None,
+    num_repeats: Annotated[int | None, typer.Option("--num-repeats", "-n", help="Rollouts per task (+num_repeats=). Default 1.")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-j", help="Rollouts in flight at once (+num_samples_in_parallel=). Default 64.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first N tasks of the input (+limit=).")] = None,
+    head: Annotated[str | None, typer.Option("--head", help="Head URL (default: the config's head_server, GYMCTL_HEAD_URL, or http://127.0.0.1:11000).")] = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds one rollout may take before it is marked failed. Default 600.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON on stdout.")] = False,
+    ng: Annotated[bool, typer.Option("--ng", hidden=True)] = False,
+) -> None:
+    """Collect rollouts: each task of --input, --num-repeats times, through the agent's /run; one output row per rollout.
+
+    Rows are written as they finish. Rerun the same command after a crash or Ctrl-C: pairs already in the output
+    are skipped and failed ones retried. With --config and no head running, the deployment is started in this
+    process for the collection and stopped after it.
+
+    \b
+    Examples:
+      gymctl collect --agent example_single_tool_call_simple_agent \\
+          --input servers/resources_servers/example_single_tool_call/data/example.jsonl --output out.jsonl --num-repeats 4
+      gymctl collect -c resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml \\
+          -c responses_api_models/scripted_model/configs/scripted_model.yaml --agent example_single_tool_call_simple_agent \\
+          --input servers/resources_servers/example_single_tool_call/data/example.jsonl --output out.jsonl
+      ng_collect_rollouts +agent_name=AGENT +input_jsonl_fpath=IN.jsonl +output_jsonl_fpath=OUT.jsonl +num_repeats=4
+    """
+    from gymctl.rollouts import CollectSpec
+
+    picked, rest = _split_args(list(overrides or []))
+    flag = (lambda ng_key, opt: f"+{ng_key}=") if ng else (lambda ng_key, opt: opt)
+    agent = agent or picked.get("agent")
+    input = input or picked.get("input")
+    output = output or picked.get("output")
+    missing = [flag(k, o) for k, o, v in (("agent_name", "--agent", agent), ("input_jsonl_fpath", "--input", input), ("output_jsonl_fpath", "--output", output)) if not v]
+    if missing:
+        raise UsageError(f"missing {', '.join(missing)}; e.g. gymctl collect --agent AGENT --input IN.jsonl --output OUT.jsonl")
+    spec = CollectSpec(
+        agent=str(agent), input_path=Path(str(input)), output_path=Path(str(output)),
+        num_repeats=_int("num_repeats", num_repeats if num_repeats is not None else picked.get("num_repeats", 1)) or 0,
+        concurrency=_int("concurrency", concurrency if concurrency is not None else picked.get("concurrency") or 64) or 0,
+        limit=_int("limit", limit if limit is not None else picked.get("limit")),
+        timeout_s=timeout if timeout is not None else (float(picked["timeout"]) if "timeout" in picked else 600.0),
+    )
+    spec.check()  # a wrong path is reported before anything starts
+
+    cfg = None
+    has_config = bool(config) or any(a.lstrip("+").startswith("config_paths=") for a in rest)
+    if has_config:
+        from gymctl.cli.options import load_from_cli
+
+        cfg = load_from_cli(config, sets, rest)
+    elif rest or sets:
+        head = head or _head_from_rest([*rest, *(sets or [])])
+        others = [a for a in [*rest, *(sets or [])] if "head_server." not in a]
+        if others:
+            print(f"note: ignoring {' '.join(others)} (config overrides apply only with --config / +config_paths)", file=sys.stderr)
+    head_url = head or (cfg.head_url if cfg else None) or os.environ.get("GYMCTL_HEAD_URL") or DEFAULT_HEAD
+
+    from gymctl.runtime.loop import run as run_loop
+
+    summary = run_loop(_collect(spec, head_url, cfg, start_if_absent=cfg is not None and not head))
+    _print_summary(summary, as_json)
+    if summary.interrupted:
+        sys.exit(130)
+    sys.exit(1 if summary.failed else 0)
+
+
+async def _collect(spec, head_url: str, cfg, *, start_if_absent: bool):
+    import asyncio
+    import signal
+
+    from gymctl.rollouts import Collector
+    from gymctl.rollouts.agents import resolve_agent
+    from gymctl.server.auth import auth_headers, auth_token
+    from gymctl.server.client import new_session
+
+    token = auth_token()
+    session = new_session()
+    dep = None
+    try:
+        if start_if_absent and not await _head_alive(session, head_url):
+            dep, head_url = await _start_inprocess(cfg)
+        agent_url = await resolve_agent(head_url, spec.agent, session=session, token=token)
+        progress = _ProgressView(spec)
+        collector = Collector(spec, agent_url, session=session, headers=auth_headers(token), on_progress=progress.update, on_input_error=progress.input_error)
+        loop = asyncio.get_running_loop()
+        presses = 0
+
+        def on_sigint() -> None:
+            nonlocal presses
+            presses += 1
+            if presses > 1:
+                os._exit(130)  # every written row is complete: nothing is lost
+            progress.note("Stopping: rows already written are kept; run the same command again to resume.")
+            collector.stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_sigint)
+        try:
+            with progress:
+                return await collector.run()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+    finally:
+        await session.close()
+        if dep is not None:
+            from gymctl.runtime.inprocess import stop
+
+            await stop(dep)
+
+
+async def _head_alive(session, head_url: str) -> bool:
+    import asyncio
+
+    import aiohttp
+
+    try:
+        async with session.get(head_url.rstrip("/") + "/server_instances", timeout=aiohttp.ClientTimeout(total=2)) as r:
+            await r.read()
+            return True
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        return False
+
+
+async def _start_inprocess(cfg):
+    """No head is running: start the config's deployment in this process, on a free head port."""
+    import socket
+
+    from gymctl.runtime.inprocess import start, wait_ready
+    from gymctl.server.settings import ServerSettings
+
+    with socket.socket() as s:
+        s.bind((cfg.head_host, 0))
+        cfg.head_port = s.getsockname()[1]
+    settings = ServerSettings().model_copy(update={"head_url": None, "port": None, "host_url": None})
+    t0 = time.monotonic()
+    dep = await start(cfg, settings=settings)
+    await wait_ready(dep)
+    print(f"No head running: started the deployment in this process ({len(dep.servers)} instances, head {dep.head_url}, {time.monotonic() - t0:.2f} s)", file=sys.stderr, flush=True)
+    return dep, dep.head_url
+
+
+class _ProgressView:
+    """A rich progress bar on a terminal; plain periodic lines otherwise (logs, CI)."""
+
+    def __init__(self, spec) -> None:
+        self.spec = spec
+        self.tty = sys.stderr.isatty()
+        self._bar = None
+        self._task = None
+        self._last = 0.0
+        self._seen_errors = 0
+
+    def __enter__(self) -> _ProgressView:
+        if self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("collect"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False)
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def _info(self, st) -> str:
+        reward = f"{st.mean_reward:.3f}" if st.mean_reward is not None else "-"
+        return f"{st.rate:6.1f} rollouts/s  mean reward {reward}  failures {st.failed}"
+
+    def update(self, st) -> None:
+        now = time.monotonic()
+        if self._bar is not None:
+            if self._task is None:
+                self._task = self._bar.add_task("collect", total=st.total, info="")
+            if now - self._last >= 0.1 or st.finished == st.total:
+                self._last = now
+                self._bar.update(self._task, completed=st.finished, info=self._info(st))
+        elif now - self._last >= 5.0 or st.finished == st.total:
+            self._last = now
+            print(f"collect: {st.finished}/{st.total} done  {self._info(st)}", file=sys.stderr, flush=True)
+
+    def input_error(self, message: str) -> None:
+        self._seen_errors += 1
+        if self._seen_errors <= 20:
+            self.note(f"InputError: {message} (marked failed; collecting the rest)")
+        elif self._seen_errors == 21:
+            self.note("... more input errors; every one is in the failures file")
+
+    def note(self, message: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(message)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+
+def _ms(v: float | None) -> str:
+    return f"{v * 1000:.0f} ms" if v is not None else "-"
+
+
+def _print_summary(s, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(s.to_dict(), indent=2))
+        return
+    reward = f"{s.mean_reward:.4f}" if s.mean_reward is not None else "-"
+    lat = s.latency_s
+    lines = [
+        f"{'Interrupted' if s.interrupted else 'Collected'}: {s.written} rollouts written, {s.failed} failed, {s.resumed} already in the output (resumed)",
+        f"  output      {s.output}: {s.rows_in_output} rows, mean reward {reward}",
+        f"  latency     p50 {_ms(lat.get('p50'))}  p90 {_ms(lat.get('p90'))}  p99 {_ms(lat.get('p99'))}",
+        f"  throughput  {s.throughput:.1f} rollouts/s over {s.elapsed_s:.2f} s",
+    ]
+    if s.failures_path:
+        lines.append(f"  failures    {s.failures_path} (each with its reason); run the same command again to retry them")
+    if s.aggregate_metrics_path:
+        lines.append(f"  metrics     {s.aggregate_metrics_path}")
+    elif s.aggregate_metrics_error:
+        lines.append(f"  metrics     not written: {s.aggregate_metrics_error}")
+    if s.interrupted:
+        lines.append("  run the same command again to collect the rest")
+    print("\n".join(lines), flush=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("collect", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(collect)

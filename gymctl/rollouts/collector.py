@@ -1,0 +1,238 @@
+"""Collector: tasks x repeats -> the agent's /run, bounded concurrency over one pooled session, each rollout written as it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gymctl.errors import InputError, UsageError
+from gymctl.rollouts.metrics import digest_output, fetch_aggregate_metrics, write_aggregate_metrics
+from gymctl.rollouts.paths import aggregate_metrics_path_for, check_paths, failures_path_for
+from gymctl.rollouts.resume import ROLLOUT_INDEX, TASK_INDEX, ResumeState, scan_output
+from gymctl.rollouts.stats import RolloutStats, Summary
+from gymctl.rollouts.tasks import Task, count_tasks, iter_tasks
+from gymctl.rollouts.writer import JsonlAppender
+
+# The request never reached a live agent (refused, or a pooled connection the server had just closed): try again.
+_RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError)
+
+Progress = RolloutStats
+CollectResult = Summary
+
+
+@dataclass
+class CollectSpec:
+    """What to collect: every (task, repeat) of the input that the output does not hold yet."""
+
+    agent: str
+    input_path: Path
+    output_path: Path
+    num_repeats: int = 1
+    concurrency: int = 64
+    limit: int | None = None
+    timeout_s: float | None = 600.0  # per rollout; None: no limit
+    retries: int = 2  # connection-level retries of one /run
+
+    def check(self) -> None:
+        if self.num_repeats < 1:
+            raise UsageError(f"--num-repeats {self.num_repeats}: repeat each task at least once")
+        if self.concurrency < 1:
+            raise UsageError(f"--concurrency {self.concurrency}: run at least one rollout at a time")
+        if self.limit is not None and self.limit < 1:
+            raise UsageError(f"--limit {self.limit}: take at least one task (or leave --limit out for all)")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise UsageError(f"--timeout {self.timeout_s}: give a positive number of seconds")
+        check_paths(self.input_path, self.output_path)
+
+
+class Collector:
+    """Runs one collection against an agent's base URL; progress and input problems are reported by callback."""
+
+    def __init__(
+        self,
+        spec: CollectSpec,
+        agent_url: str,
+        *,
+        session: aiohttp.ClientSession,
+        headers: dict[str, str] | None = None,
+        on_progress: Callable[[RolloutStats], None] | None = None,
+        on_input_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.agent_url = agent_url.rstrip("/")
+        self.session = session
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        self.on_progress = on_progress
+        self.on_input_error = on_input_error
+        self.stats = RolloutStats()
+        self.resume = ResumeState()
+        self._agent_ref = {"type": "responses_api_agents", "name": spec.agent}
+        self._stopping = asyncio.Event()
+        self._timeout = aiohttp.ClientTimeout(total=spec.timeout_s) if spec.timeout_s else aiohttp.ClientTimeout(total=None)
+        self._out: JsonlAppender | None = None
+        self._failures: JsonlAppender | None = None
+
+    def stop(self) -> None:
+        """Stop starting rollouts; in-flight ones are abandoned (they are retried by the next run)."""
+        self._stopping.set()
+
+    # -- the run ---------------------------------------------------------------------------------
+    async def run(self) -> Summary:
+        spec = self.spec
+        spec.check()
+        n_tasks = count_tasks(spec.input_path, spec.limit)
+        if n_tasks == 0:
+            raise InputError("the input has no tasks (the file is empty); write one JSON object with responses_create_params per line", source=str(spec.input_path))
+        self.resume = scan_output(spec.output_path)
+        in_range = sum(1 for t, r in self.resume.done if t < n_tasks and r < spec.num_repeats)
+        self.stats = RolloutStats(total=n_tasks * spec.num_repeats - in_range, resumed=in_range)
+        failures_path = failures_path_for(spec.output_path)
+        self._out = JsonlAppender(spec.output_path)
+        self._failures = JsonlAppender(failures_path, truncate=True)  # this run's failures; earlier ones are being retried
+        interrupted = False
+        try:
+            queue: asyncio.Queue[tuple[Task, int] | None] = asyncio.Queue(maxsize=spec.concurrency * 2)
+            workers = [asyncio.create_task(self._worker(queue)) for _ in range(min(spec.concurrency, max(self.stats.total, 1)))]
+            producer = asyncio.create_task(self._produce(queue, len(workers)))
+            stopper = asyncio.create_task(self._stopping.wait())
+            pending: set[asyncio.Task[Any]] = {*workers, producer}
+            while pending - {producer} and not self._stopping.is_set():
+                done, _ = await asyncio.wait({*pending, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                for t in done - {stopper}:
+                    pending.discard(t)
+                    if not t.cancelled() and t.exception() is not None:
+                        raise t.exception()  # type: ignore[misc]
+            interrupted = self._stopping.is_set()
+            for t in [*pending, stopper]:
+                t.cancel()
+            await asyncio.gather(*pending, stopper, return_exceptions=True)
+        except asyncio.CancelledError:
+            interrupted = True
+            raise
+        finally:
+            self._out.close()
+            self._failures.close()
+        return await self._finish(failures_path, interrupted)
+
+    async def _produce(self, queue: asyncio.Queue[tuple[Task, int] | None], n_workers: int) -> None:
+        done = self.resume.done
+        repeats = self.spec.num_repeats
+        try:
+            for task in iter_tasks(self.spec.input_path, self.spec.limit):
+                if task.error and self.on_input_error:
+                    self.on_input_error(task.error)
+                for r in range(repeats):
+                    if (task.index, r) not in done:
+                        await queue.put((task, r))
+        finally:
+            for _ in range(n_workers):
+                await queue.put(None)
+
+    async def _worker(self, queue: asyncio.Queue[tuple[Task, int] | None]) -> None:
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            task, repeat = item
+            await self._rollout(task, repeat)
+            if self.on_progress:
+                self.on_progress(self.stats)
+
+    async def _rollout(self, task: Task, repeat: int) -> None:
+        if task.row is None:
+            self._fail(task, repeat, task.error or "bad input line", "input_error", None)
+            return
+        body = {**task.row, TASK_INDEX: task.index, ROLLOUT_INDEX: repeat, "agent_ref": self._agent_ref}
+        data = orjson.dumps(body)
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                async with self.session.post(self.agent_url + "/run", data=data, headers=self.headers, timeout=self._timeout) as r:
+                    raw = await r.read()
+                    status = r.status
+                break
+            except _RETRYABLE as e:
+                attempt += 1
+                if attempt > self.spec.retries:
+                    reason = f"agent {self.spec.agent} at {self.agent_url} unreachable after {attempt} attempts: {type(e).__name__}: {e}"
+                    self._fail(task, repeat, reason, "agent_request_failed", time.monotonic() - started)
+                    return
+                await asyncio.sleep(0.1 * 2**attempt)
+            except asyncio.TimeoutError:
+                self._fail(task, repeat, f"rollout timed out after {self.spec.timeout_s:g} s (--timeout)", "timeout", time.monotonic() - started)
+                return
+            except (aiohttp.ClientError, OSError) as e:
+                self._fail(task, repeat, f"request to {self.spec.agent} /run failed: {type(e).__name__}: {e}", "agent_request_failed", time.monotonic() - started)
+                return
+        latency = time.monotonic() - started
+        if status != 200:
+            self._fail(task, repeat, f"agent {self.spec.agent} /run answered {status}: {_detail(raw)}", "agent_run_error", latency, status)
+            return
+        try:
+            reply = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            self._fail(task, repeat, f"agent {self.spec.agent} /run answered 200 with a body that is not JSON: {raw[:200]!r}", "agent_run_error", latency, status)
+            return
+        if not isinstance(reply, dict):
+            self._fail(task, repeat, f"agent {self.spec.agent} /run answered a JSON {type(reply).__name__}, not an object", "agent_run_error", latency, status)
+            return
+        reply[TASK_INDEX] = task.index
+        reply[ROLLOUT_INDEX] = repeat
+        reply["agent_ref"] = self._agent_ref
+        assert self._out is not None
+        self._out.write(reply)
+        reward = reply.get("reward")
+        self.stats.record_success(latency, float(reward) if isinstance(reward, (int, float)) and not isinstance(reward, bool) else None)
+
+    def _fail(self, task: Task, repeat: int, reason: str, kind: str, latency: float | None, status: int | None = None) -> None:
+        assert self._failures is not None
+        row: dict[str, Any] = {
+            TASK_INDEX: task.index, ROLLOUT_INDEX: repeat, "agent_ref": self._agent_ref,
+            "input_line": task.line, "_ng_failure_class": kind, "reason": reason,
+        }
+        if status is not None:
+            row["status"] = status
+        self._failures.write(row)
+        self.stats.record_failure(latency)
+
+    async def _finish(self, failures_path: Path, interrupted: bool) -> Summary:
+        spec, st = self.spec, self.stats
+        elapsed = st.elapsed_s
+        digest = await asyncio.to_thread(digest_output, spec.output_path)
+        summary = Summary(
+            output=str(spec.output_path), rows_in_output=digest.rows, written=st.done, failed=st.failed, resumed=st.resumed,
+            mean_reward=digest.mean_reward, mean_reward_this_run=st.mean_reward, latency_s=st.latency_percentiles(),
+            elapsed_s=elapsed, throughput=(st.finished / elapsed if elapsed > 0 else 0.0),
+            failures_path=str(failures_path) if st.failed else None, interrupted=interrupted,
+        )
+        if not st.failed:
+            failures_path.unlink(missing_ok=True)
+        if digest.rows and not interrupted:
+            path = aggregate_metrics_path_for(spec.output_path)
+            try:
+                entry = await fetch_aggregate_metrics(self.session, self.agent_url, spec.agent, digest.light_rows, headers=self.headers)
+                write_aggregate_metrics(path, entry)
+                summary.aggregate_metrics_path = str(path)
+            except RuntimeError as e:
+                summary.aggregate_metrics_error = str(e)
+        return summary
+
+
+def _detail(raw: bytes) -> str:
+    """The readable part of an error body (FastAPI's {"detail": ...} unwrapped)."""
+    try:
+        data = orjson.loads(raw)
+        if isinstance(data, dict) and "detail" in data:
+            detail = data["detail"]
+            return detail if isinstance(detail, str) else orjson.dumps(detail).decode()[:500]
+    except orjson.JSONDecodeError:
+        pass
+    return raw[:500].decode(errors="replace") or "(empty body)"
