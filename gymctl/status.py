@@ -37,11 +37,11 @@ class DeploymentStatus:
     head_ready: bool
     waiting_for: list[str]
     instances: list[InstanceStatus]
-    expect: int | None = None  # --expect N: at least N distinct healthy instances
+    expect: int | None = None  # --expect N: at least N healthy registrations (replicas and aliases count)
 
     @property
     def healthy_count(self) -> int:
-        return len({i.instance for i in self.instances if i.ok})
+        return sum(1 for i in self.instances if i.ok)
 
     @property
     def expect_met(self) -> bool:

@@ -100,7 +100,7 @@ def status(
     sets: SetOpt = None,
     head: Annotated[str | None, typer.Option("--head", help="Head URL (default: the config's head_server, GYMCTL_HEAD_URL, or http://127.0.0.1:11000).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    expect: Annotated[int | None, typer.Option("--expect", help="Also require at least N distinct healthy instances (exit 1 otherwise).")] = None,
+    expect: Annotated[int | None, typer.Option("--expect", help="Also require at least N healthy instances, replicas included (exit 1 otherwise).")] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="A live table, refreshed every --interval seconds until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option("--interval", help="--watch: seconds between refreshes.")] = 1.0,
 ) -> None:
