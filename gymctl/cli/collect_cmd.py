@@ -67,6 +67,7 @@ def collect(
     config: ConfigOpt = None,
     sets: SetOpt = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds one rollout may take before it is marked failed. Default 600.")] = None,
+    head_wait: Annotated[float, typer.Option("--head-wait", help="Seconds to wait for the head to answer before giving up.")] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON on stdout.")] = False,
     ng: Annotated[bool, typer.Option("--ng", hidden=True)] = False,
 ) -> None:
@@ -119,14 +120,14 @@ def collect(
 
     from gymctl.runtime.loop import run as run_loop
 
-    summary = run_loop(_collect(spec, head_url, cfg, start_if_absent=cfg is not None and not head))
+    summary = run_loop(_collect(spec, head_url, cfg, start_if_absent=cfg is not None and not head, head_wait_s=head_wait))
     _print_summary(summary, as_json)
     if summary.interrupted:
         sys.exit(130)
     sys.exit(1 if summary.failed else 0)
 
 
-async def _collect(spec, head_url: str, cfg, *, start_if_absent: bool):
+async def _collect(spec, head_url: str, cfg, *, start_if_absent: bool, head_wait_s: float = 10.0):
     import asyncio
     import signal
 
@@ -141,7 +142,7 @@ async def _collect(spec, head_url: str, cfg, *, start_if_absent: bool):
     try:
         if start_if_absent and not await _head_alive(session, head_url):
             dep, head_url = await _start_inprocess(cfg)
-        agent_url = await resolve_agent(head_url, spec.agent, session=session, token=token)
+        agent_url = await resolve_agent(head_url, spec.agent, session=session, token=token, head_wait_s=head_wait_s)
         progress = _ProgressView(spec)
         collector = Collector(spec, agent_url, session=session, headers=auth_headers(token), on_progress=progress.update, on_input_error=progress.input_error)
         loop = asyncio.get_running_loop()
