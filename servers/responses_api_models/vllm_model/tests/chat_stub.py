@@ -53,6 +53,7 @@ class ChatStub:
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self.faults: list[Reply] = []
         self.turns = 0
+        self.delay_s = 0.0
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -73,6 +74,8 @@ class ChatStub:
         raw = await request.read()
         body = json.loads(raw) if raw else {}
         self.requests.append((request.path, body, dict(request.headers)))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if self.faults:
             status, payload = self.faults.pop(0)
             if payload == "close":
