@@ -5,7 +5,11 @@
 #   server venvs: $VENV/work/<server_type>/<impl>/.venv  (where ng_run looks, run from $VENV/work)
 set -euo pipefail
 VENV="${GYMCTL_NEMO_GYM_VENV:-$HOME/.cache/gymctl-bench/nemo-gym-0.7.0}"
-PY313="${PYTHON313:-$(command -v python3.13 || ls /root/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | head -1)}"
+PY313="${PYTHON313:-}"
+if [ -z "$PY313" ]; then  # pyenv's shim for python3.13 fails unless 3.13 is selected: use the interpreter itself
+  PY313=$(ls "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13 2>/dev/null | sort -V | tail -1 || true)
+fi
+if [ -z "$PY313" ] && command -v python3.13 >/dev/null && python3.13 -V >/dev/null 2>&1; then PY313=$(command -v python3.13); fi
 [ -n "$PY313" ] || { echo "install_nemo_gym: no python3.13 found (NeMo Gym 0.7.0 needs 3.13)" >&2; exit 1; }
 mkdir -p "$(dirname "$VENV")"
 exec 9>"$VENV.lock"
