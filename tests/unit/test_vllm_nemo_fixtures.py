@@ -1,8 +1,9 @@
 """vllm_model's converter against NeMo Gym 0.7.0's own round-trip fixtures, read from an installed nemo-gym.
 
 The fixtures are NeMo Gym's file and are not copied here: the test finds them through
-NEMO_GYM_ROUND_TRIP_DATA (the JSON file), NEMO_GYM_SRC (an unpacked nemo-gym source tree), or the
-installed `responses_api_models` / `nemo_gym` packages, and skips, saying so, when none is present.
+NEMO_GYM_ROUND_TRIP_DATA (the JSON file), NEMO_GYM_SRC (an unpacked nemo-gym source tree), the
+installed `responses_api_models` / `nemo_gym` packages, or the NeMo Gym venv the bench and e2e tests use
+(GYMCTL_NEMO_GYM_VENV, default ~/.cache/gymctl-bench/nemo-gym-0.7.0), and skips, saying so, when none is present.
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ def fixture_path() -> Path | None:
             spec = None
         for location in (spec.submodule_search_locations or []) if spec else []:
             candidates.append(Path(location).parent / RELATIVE)
+    venv = Path(os.environ.get("GYMCTL_NEMO_GYM_VENV", Path.home() / ".cache/gymctl-bench/nemo-gym-0.7.0"))
+    candidates.extend(p / RELATIVE for p in sorted(venv.glob("lib/python3*/site-packages")))
     return next((p for p in candidates if p.is_file()), None)
 
 
 FIXTURES = fixture_path()
 pytestmark = pytest.mark.skipif(
     FIXTURES is None,
-    reason="NeMo Gym 0.7.0's round_trip_test_data.json not found: install nemo-gym==0.7.0, or set NEMO_GYM_SRC "
+    reason="NeMo Gym 0.7.0's round_trip_test_data.json not found: install nemo-gym==0.7.0 (scripts/install_nemo_gym.sh), or set NEMO_GYM_SRC "
            "to its unpacked source tree (or NEMO_GYM_ROUND_TRIP_DATA to the file)",
 )
 
