@@ -180,7 +180,7 @@ async def stop(dep: RunningDeployment) -> None:
     """Drain in-flight requests, deregister, stop every server, close the client pool."""
     if dep.registrar:
         await dep.registrar.stop(deregister=True)
-    servers = {id(s.server): s for s in dep.servers.values()}
+    servers = {id(s.server): s for s in dep.servers.values() if s.task}  # aliases share their agent's server
     for s in servers.values():
         s.server.should_exit = True
     await asyncio.gather(*(s.task for s in servers.values() if s.task), return_exceptions=True)

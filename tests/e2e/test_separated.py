@@ -80,8 +80,6 @@ def test_kill_9_without_restart_reports_exit_code_and_status_shows_unhealthy_the
     assert run.proc.poll() is None  # the others keep serving
 
 
-@pytest.mark.xfail(strict=True, reason="gymctl/runtime/inprocess.py stop(): the alias entry shadows the agent's server task "
-                   "in the id() dedup, so the agent's uvicorn task is cancelled mid-shutdown and prints a CancelledError traceback")
 def test_ctrl_c_prints_no_traceback_from_any_process(separated):
     run = separated()
     assert stop_separated(run) == 0
