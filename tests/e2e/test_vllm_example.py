@@ -58,3 +58,18 @@ def test_example_with_vllm_model_in_training_mode(tmp_path):
     assert assistant[0]["reasoning_content"] == "I should call get_weather."
     assert assistant[0]["tool_calls"][0]["id"] == first_turn["call_id"]
     assert [m["role"] for m in chats[1]["messages"]] == ["developer", "user", "assistant", "tool"]
+
+
+def test_two_upstreams_each_rollout_stays_on_one(tmp_path):
+    a, b = chat_stub.ChatStub(), chat_stub.ChatStub()
+    with a.in_thread(), b.in_thread():
+        dep = start_deployment(["-c", EXAMPLE_CONFIG, "-c", VLLM_CONFIG, "--set", f"policy_base_url=[{a.base_url},{b.base_url}]",
+                                "--set", "policy_api_key=test-key", "--set", "policy_model_name=stub-model"], tmp_path)
+        try:
+            results = [http_json(dep.url_of(AGENT) + "/run", row, timeout=30) for row in example_rows()[:4]]
+        finally:
+            stop_deployment(dep)
+    assert [(status, out["reward"]) for status, out in results] == [(200, 1.0)] * 4
+    for stub in (a, b):  # new rollouts alternate; both turns of a rollout reach the same upstream
+        lasts = [c["messages"][-1]["role"] for c in stub.chat_requests()]
+        assert lasts == ["user", "tool"] * 2, lasts

@@ -56,7 +56,8 @@ class _Assistant:
     tokens: dict[str, Any] | None = None
     open: bool = False
 
-    def flush(self, messages: list[dict[str, Any]], options: ConvertOptions) -> None:
+    def flush(self, messages: list[dict[str, Any]], options: ConvertOptions) -> _Assistant:
+        """Append the buffered assistant message (if any item was buffered); return an empty buffer."""
         if self.open:
             message: dict[str, Any] = {"role": "assistant", "content": self.content or None}
             if self.tool_calls:
@@ -70,7 +71,7 @@ class _Assistant:
             if options.token_ids and self.tokens is not None:
                 message.update(self.tokens)
             messages.append(message)
-        self.__init__()  # type: ignore[misc]
+        return _Assistant()
 
 
 def responses_to_chat(body: dict[str, Any], options: ConvertOptions = ConvertOptions()) -> dict[str, Any]:
@@ -140,10 +141,10 @@ def _messages(items: Any, options: ConvertOptions) -> list[dict[str, Any]]:
             for call in item.get("tool_calls") or []:  # a chat-shaped assistant turn
                 turn.tool_calls.append(_tool_call(call.get("id"), call["function"]["name"], call["function"]["arguments"]))
         elif kind == "message" and item.get("role") == "tool":  # a chat-shaped tool result
-            turn.flush(messages, options)
+            turn = turn.flush(messages, options)
             messages.append({"role": "tool", "content": item.get("content"), "tool_call_id": item.get("tool_call_id")})
         elif kind == "message":
-            turn.flush(messages, options)
+            turn = turn.flush(messages, options)
             messages.append(_input_message(item, where, options))
         elif kind == "reasoning":
             turn.open = True
@@ -158,7 +159,7 @@ def _messages(items: Any, options: ConvertOptions) -> list[dict[str, Any]]:
                 raise UnsupportedRequestError(where, "a function_call needs `call_id` and `name`")
             turn.tool_calls.append(_tool_call(item["call_id"], item["name"], item.get("arguments") or ""))
         elif kind == "function_call_output":
-            turn.flush(messages, options)
+            turn = turn.flush(messages, options)
             messages.append({"role": "tool", "content": _tool_output(item.get("output"), f"{where}.output"), "tool_call_id": item.get("call_id")})
         elif kind is None:
             raise UnsupportedRequestError(where, "has neither `type` nor `role`")
@@ -166,7 +167,7 @@ def _messages(items: Any, options: ConvertOptions) -> list[dict[str, Any]]:
             raise UnsupportedRequestError(f"{where}.type", f"input items of type {kind!r} have no Chat Completions form")
         if options.token_ids and all(item.get(k) is not None for k in TOKEN_FIELDS):
             turn.tokens = {k: item[k] for k in TOKEN_FIELDS}
-    turn.flush(messages, options)
+    turn = turn.flush(messages, options)
     return messages
 
 

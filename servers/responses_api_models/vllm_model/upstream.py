@@ -116,7 +116,7 @@ class UpstreamPool:
                     index = moved  # fail over to the next upstream now, no backoff
                     self._remember(session_key, index)
                     continue
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 # A generation that outlived timeout_s is not retried: it would likely time out again.
                 raise UpstreamError(504, f"upstream {url} did not answer within {self.timeout.total} s (timeout_s)") from None
             except (aiohttp.ClientError, OSError) as e:
