@@ -120,8 +120,8 @@ def collect(
 
     from gymctl.runtime.loop import run as run_loop
 
-    summary = run_loop(_collect(spec, head_url, cfg, start_if_absent=cfg is not None and not head, head_wait_s=head_wait))
-    _print_summary(summary, as_json)
+    summary, in_process = run_loop(_collect(spec, head_url, cfg, start_if_absent=cfg is not None and not head, head_wait_s=head_wait))
+    _print_summary(summary, as_json, in_process)
     if summary.interrupted:
         sys.exit(130)
     sys.exit(1 if summary.failed else 0)
@@ -160,7 +160,7 @@ async def _collect(spec, head_url: str, cfg, *, start_if_absent: bool, head_wait
             loop.add_signal_handler(sig, on_sigint)
         try:
             with progress:
-                return await collector.run()
+                return await collector.run(), dep is not None
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
@@ -260,11 +260,12 @@ def _ms(v: float | None) -> str:
     return f"{v * 1000:.0f} ms" if v is not None else "-"
 
 
-def _print_summary(s, as_json: bool) -> None:
+def _print_summary(s, as_json: bool, in_process: bool = False) -> None:
     if as_json:
         print(json.dumps(s.to_dict(), indent=2))
         return
     reward = f"{s.mean_reward:.4f}" if s.mean_reward is not None else "-"
+    in_process = " (the servers ran in it too)" if in_process else ""
     lat = s.latency_s
     lines = [
         f"{'Interrupted' if s.interrupted else 'Collected'}: {s.written} rollouts written, {s.failed} failed, {s.resumed} already in the output (resumed)",
@@ -272,6 +273,8 @@ def _print_summary(s, as_json: bool) -> None:
         f"  latency     p50 {_ms(lat.get('p50'))}  p90 {_ms(lat.get('p90'))}  p99 {_ms(lat.get('p99'))}",
         f"  throughput  {s.throughput:.1f} rollouts/s over {s.elapsed_s:.2f} s",
     ]
+    if s.cpu_s is not None and s.written + s.failed:
+        lines.append(f"  cpu         {s.cpu_s * 1000 / (s.written + s.failed):.2f} ms per rollout in this process{in_process}")
     if s.failures_path:
         lines.append(f"  failures    {s.failures_path} (each with its reason); run the same command again to retry them")
     if s.aggregate_metrics_path:

@@ -16,7 +16,7 @@ from gymctl.errors import InputError, UsageError
 from gymctl.rollouts.metrics import digest_output, fetch_aggregate_metrics, write_aggregate_metrics
 from gymctl.rollouts.paths import aggregate_metrics_path_for, check_paths, failures_path_for
 from gymctl.rollouts.resume import ROLLOUT_INDEX, TASK_INDEX, ResumeState, scan_output
-from gymctl.rollouts.stats import RolloutStats, Summary
+from gymctl.rollouts.stats import RolloutStats, Summary, process_cpu_s
 from gymctl.rollouts.tasks import Task, count_tasks, iter_tasks
 from gymctl.rollouts.writer import JsonlAppender
 
@@ -206,12 +206,13 @@ class Collector:
     async def _finish(self, failures_path: Path, interrupted: bool) -> Summary:
         spec, st = self.spec, self.stats
         elapsed = st.elapsed_s
+        cpu_s = process_cpu_s() - st.cpu_started
         digest = await asyncio.to_thread(digest_output, spec.output_path)
         summary = Summary(
             output=str(spec.output_path), rows_in_output=digest.rows, written=st.done, failed=st.failed, resumed=st.resumed,
             mean_reward=digest.mean_reward, mean_reward_this_run=st.mean_reward, latency_s=st.latency_percentiles(),
             elapsed_s=elapsed, throughput=(st.finished / elapsed if elapsed > 0 else 0.0),
-            failures_path=str(failures_path) if st.failed else None, interrupted=interrupted,
+            failures_path=str(failures_path) if st.failed else None, interrupted=interrupted, cpu_s=cpu_s,
         )
         if not st.failed:
             failures_path.unlink(missing_ok=True)

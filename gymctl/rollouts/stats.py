@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import resource
 import time
 from array import array
 from dataclasses import dataclass, field
+
+
+def process_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def percentile(sorted_values: list[float] | array, q: float) -> float | None:
@@ -29,6 +35,7 @@ class RolloutStats:
     reward_sum: float = 0.0
     rewarded: int = 0
     started: float = field(default_factory=time.monotonic)
+    cpu_started: float = field(default_factory=process_cpu_s)
     latencies_s: array = field(default_factory=lambda: array("d"))
 
     def record_success(self, latency_s: float, reward: float | None) -> None:
@@ -83,6 +90,7 @@ class Summary:
     aggregate_metrics_path: str | None = None
     aggregate_metrics_error: str | None = None
     interrupted: bool = False
+    cpu_s: float | None = None  # CPU time of this process during the collection (user + system)
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
