@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
-
+import orjson
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from gymctl.server import ServerKit, new_app
@@ -30,13 +30,6 @@ class GetWeatherResponse(BaseModel):
     weather_description: str
 
 
-class VerifyRequest(BaseModel):
-    """The agent's run body plus the final `response`; every other key passes through to the reply."""
-
-    model_config = ConfigDict(extra="allow")
-    response: dict[str, Any]
-
-
 def reward_of(response: dict[str, Any]) -> float:
     """1.0 if any output item is a function call named get_weather."""
     return float(any(item.get("type") == "function_call" and item.get("name") == "get_weather" for item in response.get("output") or []))
@@ -45,18 +38,15 @@ def reward_of(response: dict[str, Any]) -> float:
 def create_app(config: Config, kit: ServerKit) -> FastAPI:
     app = new_app(kit.instance)
     router = APIRouter()
-    sessions: set[str] = set()
 
     @router.post("/seed_session")
     async def seed_session(request: Request, response: Response) -> dict[str, Any]:
-        sid = request.cookies.get(SESSION_COOKIE) or uuid.uuid4().hex
-        sessions.add(sid)
-        response.set_cookie(SESSION_COOKIE, sid)
+        # The example keeps no per-session state; the cookie shows how session state travels with a rollout.
+        response.set_cookie(SESSION_COOKIE, request.cookies.get(SESSION_COOKIE) or uuid.uuid4().hex)
         return {}
 
     @router.post("/close_session")
-    async def close_session(request: Request) -> dict[str, Any]:
-        sessions.discard(request.cookies.get(SESSION_COOKIE, ""))
+    async def close_session() -> dict[str, Any]:
         return {}
 
     @router.post("/get_weather")
@@ -64,10 +54,15 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
         return GetWeatherResponse(city=body.city, weather_description=f"The weather in {body.city} is cold.")
 
     @router.post("/verify")
-    async def verify(body: VerifyRequest) -> dict[str, Any]:
-        out = body.model_dump()
-        out["reward"] = reward_of(body.response)
-        return out
+    async def verify(request: Request) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as e:
+            raise HTTPException(status_code=400, detail=f"request body is not valid JSON: {e}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("response"), dict):
+            raise HTTPException(status_code=422, detail=[{"loc": ["body", "response"], "msg": "Field required: the agent's final response object", "type": "missing"}])
+        body["reward"] = reward_of(body["response"])
+        return Response(orjson.dumps(body), media_type="application/json")
 
     @router.post("/aggregate_metrics")
     async def aggregate_metrics(rows: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from gymctl.errors import GymctlError
@@ -25,13 +24,6 @@ class Config(BaseModel):
     model_server: ServerRef
     max_steps: int = Field(default=16, ge=1, description="model calls per rollout before it stops as incomplete")
     model_timeout_s: float | None = None
-
-
-class RunRequest(BaseModel):
-    """One task: `responses_create_params` plus any keys of the dataset row (passed on to /verify)."""
-
-    model_config = ConfigDict(extra="allow")
-    responses_create_params: dict[str, Any]
 
 
 def _as_input_list(value: Any) -> list[Any]:
@@ -106,17 +98,20 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
         return response
 
     @router.post("/run")
-    async def run(body: RunRequest) -> Any:
-        row = body.model_dump()
+    async def run(request: Request) -> Response:
+        row = await _json_body(request)
+        params = row.get("responses_create_params") if isinstance(row, dict) else None
+        if not isinstance(params, dict):
+            # Checked by hand, not by a pydantic model: the row is passed on untouched, so no copy of it is made.
+            raise HTTPException(status_code=422, detail=[{"loc": ["body", "responses_create_params"], "msg": "Field required: a task row needs responses_create_params (a JSON object)", "type": "missing"}])
         seed = await client.post(resources_name, "/seed_session", json=row)
         if not seed.ok:
             raise HTTPException(status_code=502, detail=f"{resources_name} /seed_session answered {seed.status}: {seed.body[:300].decode(errors='replace')}")
         cookies = dict(seed.cookies)
-        response, cookies = await loop(body.responses_create_params, cookies)
+        response, cookies = await loop(params, cookies)
         verify = await client.post(resources_name, "/verify", json={**row, "response": response}, cookies=cookies or None)
         if not verify.ok:
             raise HTTPException(status_code=502, detail=f"{resources_name} /verify answered {verify.status}: {verify.body[:300].decode(errors='replace')}")
-        await client.post(resources_name, "/close_session", json={}, cookies=cookies or None)
         return Response(verify.body, media_type="application/json")
 
     @router.post("/aggregate_metrics")

@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Request
-
 from pydantic import BaseModel, ConfigDict
 
 from gymctl.server import ServerKit, new_app
