@@ -254,3 +254,16 @@ def test_config_takes_one_url_a_list_or_none():
     assert app_module.Config(base_url=["http://a/v1", "http://b/v1"], model="m").base_url == ["http://a/v1", "http://b/v1"]
     with pytest.raises(ValueError, match="at least one upstream URL"):
         app_module.Config(base_url=[], model="m")
+
+
+async def test_configured_and_per_sample_template_kwargs_and_extra_body(stub):
+    async with vllm_app(stub.base_url, chat_template_kwargs={"enable_thinking": True, "a": 1},
+                        extra_body={"top_k": 20, "seed": 1}) as app, http(app) as c:
+        r = await c.post("/v1/responses", json={"input": "hi", "seed": 7, "metadata": {
+            "chat_template_kwargs": '{"enable_thinking": false}', "extra_body": '{"min_p": 0.1}'}})
+        assert r.status_code == 200
+        r = await c.post("/v1/responses", json={"input": "hi", "metadata": {"chat_template_kwargs": "{oops"}})
+    sent = stub.chat_requests()[0]
+    assert sent["chat_template_kwargs"] == {"enable_thinking": False, "a": 1}
+    assert (sent["top_k"], sent["seed"], sent["min_p"]) == (20, 7, 0.1) and "metadata" not in sent
+    assert r.status_code == 400 and "metadata.chat_template_kwargs: must be a JSON object encoded as a string" in r.json()["detail"]

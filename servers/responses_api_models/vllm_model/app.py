@@ -89,6 +89,21 @@ async def _json_object(request: Request) -> dict[str, Any] | Response:
     return body
 
 
+def _json_field(metadata: Any, key: str) -> dict[str, Any]:
+    """A JSON object carried as a string in `metadata[key]` (NeMo Gym's per-sample overrides); {} when absent."""
+    raw = metadata.get(key) if isinstance(metadata, dict) else None
+    if raw is None or raw == "":
+        return {}
+    try:
+        value = orjson.loads(raw) if isinstance(raw, str) else raw
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise convert_request.UnsupportedRequestError(
+            f"metadata.{key}", "must be a JSON object encoded as a string, e.g. '{\"enable_thinking\": false}'")
+    return value
+
+
 def session_key(request: Request, body: dict[str, Any]) -> str | None:
     """Which conversation this is: our cookie, else `metadata.session_id`, else `user`."""
     metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
@@ -108,12 +123,19 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
         down_cooldown_s=config.down_cooldown_s,
     )
 
-    def upstream_body(chat: dict[str, Any]) -> dict[str, Any]:
+    def upstream_body(chat: dict[str, Any], metadata: Any = None) -> dict[str, Any]:
+        """The request as sent upstream: our model, the configured defaults under the request's own values.
+
+        As in NeMo Gym, a row may carry per-sample `metadata.chat_template_kwargs` / `metadata.extra_body`
+        (JSON strings, since metadata values are strings); they win over the config and the request.
+        """
+        overrides = {k: _json_field(metadata, k) for k in ("chat_template_kwargs", "extra_body")}
         chat["model"] = config.model
-        if config.chat_template_kwargs:
-            chat["chat_template_kwargs"] = {**config.chat_template_kwargs, **(chat.get("chat_template_kwargs") or {})}
-        if config.extra_body:
-            chat = {**config.extra_body, **chat}  # what the request sets wins over the configured defaults
+        template_kwargs = {**(config.chat_template_kwargs or {}), **(chat.get("chat_template_kwargs") or {}),
+                           **overrides["chat_template_kwargs"]}
+        if template_kwargs:
+            chat["chat_template_kwargs"] = template_kwargs
+        chat = {**(config.extra_body or {}), **chat, **overrides["extra_body"]}
         if config.return_token_id_information:
             chat.update(logprobs=True, top_logprobs=0, return_tokens_as_token_ids=True)
         return chat
@@ -145,7 +167,7 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
         if isinstance(body, Response):
             return body
         try:
-            chat = upstream_body(convert_request.responses_to_chat(body, options))
+            chat = upstream_body(convert_request.responses_to_chat(body, options), body.get("metadata"))
         except convert_request.UnsupportedRequestError as e:
             return error_response(400, e.message, param=e.param)
         if config.return_token_id_information and chat.get("n") not in (None, 1):
