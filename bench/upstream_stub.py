@@ -98,8 +98,8 @@ class UpstreamStub:
             app.router.add_post(prefix + "/chat/completions", self._chat)
             app.router.add_get(prefix + "/models", self._models)
         app.router.add_post("/tokenize", self._tokenize)
-        app.router.add_get("/health", lambda _r: _json({"status": "ok"}))
-        app.router.add_get("/_stub/requests", lambda _r: _json(self.requests()))
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/_stub/requests", self._requests)
         app.router.add_delete("/_stub/requests", self._reset)
         app.router.add_post("/_stub/config", self._config)
         return app
@@ -194,6 +194,12 @@ class UpstreamStub:
 
     async def _models(self, request: web.Request) -> web.Response:
         return _json({"object": "list", "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "stub"}]})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def _requests(self, request: web.Request) -> web.Response:
+        return _json(self.requests())
 
     async def _reset(self, request: web.Request) -> web.Response:
         self.count = 0
