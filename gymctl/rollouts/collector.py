@@ -97,26 +97,26 @@ class Collector:
         self._out = JsonlAppender(spec.output_path)
         self._failures = JsonlAppender(failures_path, truncate=True)  # this run's failures; earlier ones are being retried
         interrupted = False
+        queue: asyncio.Queue[tuple[Task, int] | None] = asyncio.Queue(maxsize=spec.concurrency * 2)
+        workers = [asyncio.create_task(self._worker(queue)) for _ in range(min(spec.concurrency, max(self.stats.total, 1)))]
+        producer = asyncio.create_task(self._produce(queue, len(workers)))
+        stopper = asyncio.create_task(self._stopping.wait())
+        running: set[asyncio.Task[Any]] = {*workers, producer}
         try:
-            queue: asyncio.Queue[tuple[Task, int] | None] = asyncio.Queue(maxsize=spec.concurrency * 2)
-            workers = [asyncio.create_task(self._worker(queue)) for _ in range(min(spec.concurrency, max(self.stats.total, 1)))]
-            producer = asyncio.create_task(self._produce(queue, len(workers)))
-            stopper = asyncio.create_task(self._stopping.wait())
-            pending: set[asyncio.Task[Any]] = {*workers, producer}
-            while pending - {producer} and not self._stopping.is_set():
-                done, _ = await asyncio.wait({*pending, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            while running - {producer} and not self._stopping.is_set():
+                done, _ = await asyncio.wait({*running, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 for t in done - {stopper}:
-                    pending.discard(t)
+                    running.discard(t)
                     if not t.cancelled() and t.exception() is not None:
                         raise t.exception()  # type: ignore[misc]
             interrupted = self._stopping.is_set()
-            for t in [*pending, stopper]:
-                t.cancel()
-            await asyncio.gather(*pending, stopper, return_exceptions=True)
         except asyncio.CancelledError:
             interrupted = True
             raise
         finally:
+            for t in [*running, stopper]:
+                t.cancel()
+            await asyncio.gather(*running, stopper, return_exceptions=True)
             self._out.close()
             self._failures.close()
         return await self._finish(failures_path, interrupted)
@@ -124,16 +124,14 @@ class Collector:
     async def _produce(self, queue: asyncio.Queue[tuple[Task, int] | None], n_workers: int) -> None:
         done = self.resume.done
         repeats = self.spec.num_repeats
-        try:
-            for task in iter_tasks(self.spec.input_path, self.spec.limit):
-                if task.error and self.on_input_error:
-                    self.on_input_error(task.error)
-                for r in range(repeats):
-                    if (task.index, r) not in done:
-                        await queue.put((task, r))
-        finally:
-            for _ in range(n_workers):
-                await queue.put(None)
+        for task in iter_tasks(self.spec.input_path, self.spec.limit):
+            if task.error and self.on_input_error:
+                self.on_input_error(task.error)
+            for r in range(repeats):
+                if (task.index, r) not in done:
+                    await queue.put((task, r))
+        for _ in range(n_workers):  # only on a normal end: a cancelled producer must not block on a full queue
+            await queue.put(None)
 
     async def _worker(self, queue: asyncio.Queue[tuple[Task, int] | None]) -> None:
         while True:
