@@ -28,11 +28,10 @@ def print_deployment(dep: Any, elapsed_s: float) -> None:
 
 
 def print_processes(head_url: str, rows: list[Any], elapsed_s: float) -> None:
-    """The separated runtime's ready table: one row per registered instance, with the process serving it."""
+    """The separated runtime's ready table: the head and each registered instance, with the process serving it."""
     table = Table(title=f"gymctl: ready in {elapsed_s:.2f} s (one process per instance)", title_justify="left")
     for col in ("instance", "type", "impl", "url", "pid"):
         table.add_column(col)
-    table.add_row("head", "head", "registry", head_url, "")
     for r in rows:
         table.add_row(r.instance, r.server_type, r.impl, r.url, str(r.pid or ""))
     con = err if err.is_terminal else Console(stderr=True, width=200)  # a log file gets whole URLs

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -54,8 +55,16 @@ def describe_exit(code: int | None) -> str:
     return f"code {code}"
 
 
+def _exit_code(status: int) -> int:
+    return os.waitstatus_to_exitcode(status)
+
+
 class Child:
-    """One `gymctl serve NAME` process: started in a new session, its output pumped line by line."""
+    """One `gymctl serve NAME` process in its own session (its pid is its process group id).
+
+    The first start forks this process (modules already imported, pages shared copy-on-write) and runs
+    the `serve` command in the fork; a restart, with an event loop running, spawns `argv` instead.
+    """
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], *, sink: OutputSink, log_path: Path | None = None, cwd: str | None = None) -> None:
         self.name = name
@@ -65,21 +74,19 @@ class Child:
         self.sink = sink
         self.log_path = log_path
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
-        self.proc: asyncio.subprocess.Process | None = None
+        self.pid: int | None = None
         self.url: str | None = None  # from the child's "serving at URL" line
         self.started_at = 0.0
         self.restarts = 0
         self.returncode: int | None = None
+        self._read_fd: int | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._exited: asyncio.Future[int] | None = None
         self._log: IO[bytes] | None = None
 
     @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
+        return self.pid is not None and self.returncode is None
 
     @property
     def port(self) -> int | None:
@@ -88,27 +95,88 @@ class Child:
         tail = self.url.rsplit(":", 1)[-1].rstrip("/")
         return int(tail) if tail.isdigit() else None
 
-    async def start(self, extra_env: dict[str, str] | None = None) -> None:
+    def _reset(self) -> None:
+        self.url = None
+        self.returncode = None
+        self.started_at = time.monotonic()
+
+    def fork(self, run: Callable[[], int], close_fds: list[int]) -> None:
+        """Start by fork (no event loop may run in this process yet); `run()` in the child returns its exit code."""
+        self._reset()
+        r, w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                os.setsid()
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(w, 1)
+                os.dup2(w, 2)
+                for fd in (null, r, w, *close_fds):
+                    os.close(fd)
+                for stream in (sys.stdout, sys.stderr):
+                    stream.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+                _set_process_name(self.name)
+                code = run()
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        os.close(w)
+        self.pid, self._read_fd = pid, r
+
+    def spawn(self, extra_env: dict[str, str] | None = None) -> None:
+        """Start by exec of `argv` in a new session (safe while an event loop runs)."""
+        self._reset()
+        r, w = os.pipe()
+        null = os.open(os.devnull, os.O_RDONLY)
+        try:
+            self.pid = os.posix_spawn(
+                self.argv[0], self.argv, {**self.env, **(extra_env or {})}, setsid=True,
+                file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)],
+            )
+        finally:
+            os.close(w)
+            os.close(null)
+        self._read_fd = r
+
+    async def attach(self) -> None:
+        """Pump the child's output and watch for its exit on this event loop."""
+        assert self.pid is not None and self._read_fd is not None
         if self.log_path is not None and self._log is None:
             self._log = open(self.log_path, "ab")
         if self._log is not None and self.restarts:
             self._log.write(f"--- gymctl: restart {self.restarts} at {time.strftime('%H:%M:%S')} ---\n".encode())
-        self.url = None
-        self.returncode = None
-        self.started_at = time.monotonic()
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env={**self.env, **(extra_env or {})}, cwd=self.cwd, start_new_session=True, limit=1 << 20,
-        )
-        self._pump = asyncio.create_task(self._read(self.proc))
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(self._read_fd, "rb", buffering=0))
+        self._read_fd = None
+        self._pump = asyncio.create_task(self._read(reader))
+        self._exited = loop.create_future()
+        _watch_exit(loop, self.pid, self._exited)
 
-    async def _read(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
+    async def start(self, extra_env: dict[str, str] | None = None) -> None:
+        """Restart: spawn and attach."""
+        self.spawn(extra_env)
+        await self.attach()
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
         while True:
             try:
-                raw = await proc.stdout.readline()
+                raw = await reader.readline()
             except ValueError:  # a line over the limit: take what is buffered
-                raw = await proc.stdout.read(1 << 20)
+                raw = await reader.read(1 << 20)
             if not raw:
                 return
             if self._log is not None:
@@ -122,8 +190,8 @@ class Child:
 
     async def wait(self) -> int:
         """Until the child exits; its orphans (same process group) are killed, its output drained."""
-        assert self.proc is not None
-        code = await self.proc.wait()
+        assert self._exited is not None
+        code = await asyncio.shield(self._exited)
         self.returncode = code
         self.signal_group(signal.SIGKILL)  # grandchildren left behind hold ports and pipes
         if self._pump is not None:
@@ -135,10 +203,10 @@ class Child:
 
     def signal_group(self, sig: int) -> bool:
         """Send `sig` to the child's whole process group (its pid is the group id); False if none is left."""
-        if self.proc is None:
+        if self.pid is None:
             return False
         try:
-            os.killpg(self.proc.pid, sig)
+            os.killpg(self.pid, sig)
             return True
         except (ProcessLookupError, PermissionError):
             return False
@@ -154,3 +222,45 @@ class Child:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._read_fd is not None:
+            os.close(self._read_fd)
+            self._read_fd = None
+
+
+def _watch_exit(loop: asyncio.AbstractEventLoop, pid: int, done: asyncio.Future[int]) -> None:
+    """Resolve `done` with the exit code of child `pid` (a pidfd when the kernel has them, else polling)."""
+
+    def reap() -> bool:
+        got, status = os.waitpid(pid, os.WNOHANG)
+        if got == 0:
+            return False
+        if not done.done():
+            done.set_result(_exit_code(status))
+        return True
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        async def poll() -> None:
+            while not reap():
+                await asyncio.sleep(0.05)
+
+        loop.create_task(poll())
+        return
+
+    def on_ready() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        reap()
+
+    loop.add_reader(pidfd, on_ready)
+
+
+def _set_process_name(name: str) -> None:
+    """What `ps -o comm` and `top` show for a forked child (Linux keeps 15 bytes: head~tail when longer)."""
+    short = name if len(name) <= 15 else f"{name[:7]}~{name[-7:]}"
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(short)
+    except OSError:
+        pass

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -48,15 +49,15 @@ def check_restart(restart: str) -> RestartPolicy:
     return restart  # type: ignore[return-value]
 
 
-def serve_argv(name: str, config_args: ConfigArgs, log_level: str) -> list[str]:
-    """`gymctl serve NAME` with the run's own --config / --set / +overrides, so the child loads the same config."""
+def serve_args(name: str, config_args: ConfigArgs, log_level: str) -> list[str]:
+    """`serve NAME` with the run's own --config / --set / +overrides, so the child loads the same config."""
     config, sets, overrides = config_args
-    argv = [sys.executable, "-m", "gymctl", "serve", name, *(overrides or [])]
+    args = ["serve", name, *(overrides or [])]
     for path in config or []:
-        argv += ["--config", path]
+        args += ["--config", path]
     for item in sets or []:
-        argv += ["--set", item]
-    return argv + ["--log-level", log_level]
+        args += ["--set", item]
+    return args + ["--log-level", log_level]
 
 
 def child_env(head_url: str) -> dict[str, str]:
@@ -64,6 +65,35 @@ def child_env(head_url: str) -> dict[str, str]:
     env["GYMCTL_HEAD_URL"] = head_url  # register with our head, not one named in the calling shell
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def _serve_here(args: list[str], env: dict[str, str]) -> Callable[[], int]:
+    """What a forked child runs: the `gymctl serve` command itself, in the child's environment."""
+
+    def run() -> int:
+        os.environ.clear()
+        os.environ.update(env)
+        from gymctl.cli.errors import run_app
+        from gymctl.cli.main import app
+
+        run_app(app, args=args, prog_name="gymctl")
+        return 0
+
+    return run
+
+
+def _preload() -> bool:
+    """Import what every `gymctl serve` needs once, here, so forked children start warm; False if forking is unsafe."""
+    import threading
+
+    import importlib
+
+    for module in ("gymctl.cli.main", "gymctl.cli.serve_cmd", "gymctl.runtime.inprocess", "gymctl.server.settings", "uvloop"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+    return threading.active_count() == 1 and hasattr(os, "fork")
 
 
 def check_port_free(host: str, port: int, owner: str) -> None:
@@ -117,7 +147,7 @@ class Supervisor:
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> int:
         for child in self.children:
-            await child.start()
+            await child.attach()
         self._watchers = [asyncio.create_task(self._watch(c)) for c in self.children]
         try:
             await self._wait_ready()
@@ -139,7 +169,7 @@ class Supervisor:
                         last = await r.json(content_type=None)
                         if r.status == 200:
                             self.ready = True
-                            rows = await self._rows(session)
+                            rows = [ProcessRow("head", "head", "registry", self.cfg.head_url, self.head.pid), *await self._rows(session)]
                             _print_ready(self.cfg.head_url, rows, time.monotonic() - t0)
                             return
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
@@ -214,7 +244,7 @@ class Supervisor:
         for child in self.children:  # anything left, grandchildren included
             child.signal_group(signal.SIGKILL)
         await asyncio.gather(*self._watchers, return_exceptions=True)
-        codes = ", ".join(f"{c.name} {describe_exit(c.returncode)}" for c in self.children if c.proc is not None)
+        codes = ", ".join(f"{c.name} {describe_exit(c.returncode)}" for c in self.children if c.pid is not None)
         self.sink.note(f"stopped; exit codes: {codes}")
         for child in self.children:
             child.close()
@@ -247,9 +277,22 @@ def build_children(cfg: GymConfig, config_args: ConfigArgs, *, log_dir: str | No
     if logs is not None:
         logs.mkdir(parents=True, exist_ok=True)
     return [
-        Child(n, serve_argv(n, config_args, log_level), env, sink=sink, log_path=logs / f"{n}.log" if logs else None, cwd=os.getcwd())
+        Child(n, [sys.executable, "-m", "gymctl", *serve_args(n, config_args, log_level)], env, sink=sink,
+              log_path=logs / f"{n}.log" if logs else None, cwd=os.getcwd())
         for n in names
     ]
+
+
+def start_children(children: list[Child], *, fork: bool) -> None:
+    """Start every child before the event loop exists: by fork when safe (fast, shared pages), else by exec."""
+    read_fds: list[int] = []
+    for child in children:
+        if fork:
+            child.fork(_serve_here(child.argv[3:], child.env), close_fds=list(read_fds))
+        else:
+            child.spawn()
+        assert child._read_fd is not None
+        read_fds.append(child._read_fd)
 
 
 def run_separated(
@@ -262,6 +305,8 @@ def run_separated(
     check_port_free(cfg.head_host, cfg.head_port, "head_server.port")
     sink = OutputSink(width=max(len(n) for n in ["gymctl", "head", *cfg.instances]))
     children = build_children(cfg, config_args, log_dir=log_dir, log_level=log_level, sink=sink)
+    fork = _preload() and os.environ.get("GYMCTL_SEPARATED_START") != "exec"
+    start_children(children, fork=fork)
 
     async def main() -> int:
         sup = Supervisor(cfg, children, restart=policy, sink=sink, token=auth_token())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,14 +50,13 @@ class SeparatedRun:
         return found
 
     def pid_of(self, name: str) -> int:
-        for p in self.children():
-            try:
-                cmd = p.cmdline()
-            except psutil.Error:
-                continue
-            if "serve" in cmd and cmd[cmd.index("serve") + 1] == name:
-                return p.pid
-        raise KeyError(f"no process serves {name}: {[c.cmdline() for c in self.children()]}")
+        """The pid of the live process serving `name`, as its own `NAME: serving at URL (pid N)` line says."""
+        pids = [int(p) for p in re.findall(rf"^{re.escape(name)} +\| {re.escape(name)}: serving at \S+ \(pid (\d+)\)", self.output(), re.M)]
+        live = {p.pid for p in self.children()}
+        for pid in reversed(pids):
+            if pid in live:
+                return pid
+        raise KeyError(f"no live process serves {name} (announced: {pids})")
 
     def instances(self, token: str | None = None) -> list[dict]:
         headers = {"Authorization": f"Bearer {token}"} if token else None
