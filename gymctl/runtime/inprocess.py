@@ -140,7 +140,8 @@ async def start(
         rs = RunningServer(name, url, port, server)
         rs.task = asyncio.create_task(server.serve(sockets=[sock]))
         dep.servers[name] = rs
-        host_url = settings.host_url if len(names) == 1 else None
+        # One served instance (its aliases ride on its URL): the published host URL is its own.
+        host_url = settings.host_url if sum(1 for n in names if not config.instances[n].alias_of) == 1 else None
         records.append(registration_record(
             instance=name, server_type=spec.server_type, impl=spec.impl, url=url, host=advertise, port=port,
             host_url=host_url, entrypoint=spec.entrypoint, dir_path=str(spec.dir_path), start_time=kit.start_time,
