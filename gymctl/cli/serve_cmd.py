@@ -39,8 +39,9 @@ def serve(
         path = os.environ[CONFIG_FILE_ENV]
         if not Path(path).is_file():
             raise ConfigError(f"{CONFIG_FILE_ENV}={path} does not exist; mount the merged config there")
-        config = [path]
-    cfg = load_from_cli(config, sets, overrides)
+        cfg = _load_mounted(path, sets, instance)
+    else:
+        cfg = load_from_cli(config, sets, overrides)
     if instance != "head" and instance not in cfg.instances:
         from difflib import get_close_matches
 
@@ -82,6 +83,42 @@ async def _serve(cfg, instance: str, head_url: str | None, port: int | None, log
         await stop_event.wait()
     finally:
         await stop(dep)
+
+
+def _load_mounted(path: str, sets: list[str] | None, instance: str):
+    """The mounted merged config of a container: only this instance's code is in its image.
+
+    The other instances' server code lives in their own images, so their entrypoints are validated
+    against empty placeholders here (their dir_path stays None); the served instance must be present.
+    """
+    import tempfile
+
+    from gymctl.config.loader import load_tree
+    from gymctl.config.model import SERVER_TYPES, parse_config
+    from gymctl.config.paths import resolve_existing
+
+    loaded = load_tree([path], list(sets or []), cwd=Path.cwd(), env_yaml=False)
+    keep = {instance}
+    elsewhere = []
+    with tempfile.TemporaryDirectory(prefix="gymctl-elsewhere-") as shadow:
+        for name, value in loaded.tree.items():
+            name = str(name)
+            if name in keep or not hasattr(value, "items"):
+                continue
+            types = [t for t in value if t in SERVER_TYPES and t != "environment_servers"]
+            for t in types:
+                for impl, block in value[t].items():
+                    entry = str((block or {}).get("entrypoint") or "app.py")
+                    rel = f"{t}/{impl}"
+                    found, _ = resolve_existing(rel, Path.cwd())
+                    if found is None or not (found / entry).is_file():
+                        (Path(shadow) / rel).mkdir(parents=True, exist_ok=True)
+                        (Path(shadow) / rel / entry).touch()
+                        elsewhere.append(name)
+        cfg = parse_config(loaded, cwd=Path(shadow) if elsewhere else Path.cwd())
+    for name in elsewhere:
+        cfg.instances[name].dir_path = None
+    return cfg
 
 
 def register(app: typer.Typer) -> None:
