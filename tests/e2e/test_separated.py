@@ -7,7 +7,7 @@ import re
 import signal
 import time
 
-import pytest
+import psutil
 
 from tests.conftest import AGENT, example_rows, http_json
 from tests.e2e.test_separated_support import FAST_LEASES, SERVED, cli, separated, stop_separated, wait_until  # noqa: F401
@@ -22,6 +22,9 @@ def test_one_process_per_instance_status_green_and_a_run_scores_1(separated, tmp
         pid = run.pid_of(name)
         assert os.getpgid(pid) == pid and os.getpgid(pid) != os.getpgid(run.proc.pid)
     assert len({run.pid_of(n) for n in SERVED}) == 4
+    # In ps, each forked process is named after its instance (comm holds 15 bytes: head~tail).
+    comms = {open(f"/proc/{run.pid_of(n)}/comm").read().strip() for n in SERVED}
+    assert comms == {"head", "example~ol_call", "example~e_agent", "policy_model"}
     # The alias is registered by the agent's process: same pid, same URL.
     items = {i["process_name"]: i for i in run.instances()}
     assert items["example_single_tool_call_environment_server"]["pid"] == items[AGENT]["pid"] == run.pid_of(AGENT)
@@ -37,6 +40,17 @@ def test_one_process_per_instance_status_green_and_a_run_scores_1(separated, tmp
     assert stop_separated(run) == 0
     assert not run.leftovers()
     assert re.search(r"stopped; exit codes: head code 0, .*policy_model code 0", run.output())
+
+
+def test_exec_start_shows_gymctl_serve_in_ps_and_serves(separated):
+    """GYMCTL_SEPARATED_START=exec: every child is a fresh `python -m gymctl serve NAME ...` (as restarts always are)."""
+    run = separated(env={"GYMCTL_SEPARATED_START": "exec"})
+    for name in SERVED:
+        cmd = psutil.Process(run.pid_of(name)).cmdline()
+        assert cmd[1:5] == ["-m", "gymctl", "serve", name] and "--config" in cmd
+    code, body = http_json(run.url_of(AGENT) + "/run", example_rows()[0])
+    assert code == 200 and body["reward"] == 1.0
+    assert stop_separated(run) == 0 and not run.leftovers()
 
 
 def test_kill_9_with_restart_on_failure_comes_back_registered(separated):
@@ -64,7 +78,7 @@ def test_kill_9_with_restart_on_failure_comes_back_registered(separated):
 
 
 def test_kill_9_without_restart_reports_exit_code_and_status_shows_unhealthy_then_dropped(separated):
-    run = separated(env=FAST_LEASES)
+    run = separated(env={**FAST_LEASES, "GYMCTL_DROP_S": "10"})
     pid = run.pid_of("policy_model")
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: f"policy_model (pid {pid}) exited with code -9 (killed by SIGKILL)" in run.output(), 5, "exit reported")
@@ -76,7 +90,7 @@ def test_kill_9_without_restart_reports_exit_code_and_status_shows_unhealthy_the
     row = next(line for line in st.stdout.splitlines() if re.match(r"\W*policy_model\b", line))
     assert "unreachable, lease expired" in row
     assert "1 unhealthy" in st.stdout
-    wait_until(lambda: "policy_model" not in {i["process_name"] for i in run.instances()}, 6, "dropped after GYMCTL_DROP_S")
+    wait_until(lambda: "policy_model" not in {i["process_name"] for i in run.instances()}, 12, "dropped after GYMCTL_DROP_S")  # 10 s after the last heartbeat
     assert run.proc.poll() is None  # the others keep serving
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import sys
 import textwrap
 import time
 
@@ -59,7 +58,7 @@ def test_instance_port_taken_after_the_config_check_is_named(tmp_path):
         run = start_separated(tmp_path, "--set", f"policy_model.responses_api_models.scripted_model.port={port}", wait_ready=False)
         out = finish(run)
     assert run.proc.returncode == 1
-    assert f"StartupError: policy_model exited with code 1 while starting: PortInUseError:" in out
+    assert "StartupError: policy_model exited with code 1 while starting: PortInUseError:" in out
     assert f"port {port} on 127.0.0.1 is already in use" in out
     assert not run.leftovers()
     assert_no_traceback(out)
@@ -120,9 +119,9 @@ def test_second_sigterm_forces_the_stop(separated):
     time.sleep(0.05)
     run.proc.send_signal(signal.SIGTERM)
     run.proc.wait(10)
-    kill_leftovers_needed = run.leftovers()
+    left = run.leftovers()
     assert run.proc.returncode == 130, run.output()
     out = run.output()
     assert "SIGTERM: stopping every process (again to force)" in out
     assert "SIGTERM again: forcing the stop (SIGKILL to every process group)" in out
-    assert not kill_leftovers_needed
+    assert not left

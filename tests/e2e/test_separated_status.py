@@ -9,7 +9,6 @@ import select
 import signal
 import subprocess
 import sys
-import time
 
 from tests.conftest import REPO
 from tests.e2e.test_separated_support import cli, separated, wait_until  # noqa: F401
