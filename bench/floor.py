@@ -23,6 +23,7 @@ import sys
 
 from bench.load_client import load_rows, run_load
 from bench.procs import free_port, kill_tree, wait_ready
+from bench.systems import REPO
 
 HOPS = {
     "all_in_one": {"http": 3, "in_process": 6},
@@ -45,27 +46,48 @@ async def app(scope, receive, send):  # a bare ASGI echo: no framework, no valid
     await send({"type": "http.response.body", "body": body or b"{}"})
 
 
-def measure_floor(requests: int = 4000, concurrency: int = 64) -> dict:
-    """Start the echo server in its own process, drive it with the neutral client, return the floor figures."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.floor:app", "--port", str(port), "--log-level",
-                             "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_ready(url, proc, 20)
-        result = asyncio.run(run_load(url, load_rows(), requests, concurrency))
-    finally:
-        kill_tree(proc)
-    echo = result.rollouts_per_s
-    return {
-        "echo_rps": round(echo, 1),
-        "echo_p50_ms": round(result.p50_ms, 2),
-        "echo_failures": result.failures,
-        "hops": HOPS,
-        "limit_rollouts_per_s": {shape: round(echo / h["http"], 1) for shape, h in HOPS.items()},
-    }
+class EchoServer:
+    """The bare echo app under uvicorn (uvloop, httptools) in its own process."""
 
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def __enter__(self) -> EchoServer:
+        port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.floor:app", "--port", str(port),
+                                      "--log-level", "warning", "--no-access-log", "--loop", "uvloop", "--http",
+                                      "httptools"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True, cwd=REPO)
+        self.url = f"http://127.0.0.1:{port}/"
+        try:
+            wait_ready(self.url, self.proc, 20)
+        except BaseException:
+            kill_tree(self.proc)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            kill_tree(self.proc)
+
+    def requests_per_s(self, requests: int = 4000, concurrency: int = 64) -> float:
+        result = asyncio.run(run_load(self.url, load_rows(), requests, concurrency))
+        if result.failures:
+            raise RuntimeError(f"echo server failed {result.failures} requests: {result.failure_samples}")
+        return result.rollouts_per_s
+
+
+def limits(echo_rps: float) -> dict:
+    """The floor figures for one echo measurement: req/s and the most rollouts/s each shape allows."""
+    return {"echo_rps": round(echo_rps, 1), "hops": HOPS,
+            "limit_rollouts_per_s": {shape: round(echo_rps / h["http"], 1) for shape, h in HOPS.items()}}
+
+
+def measure_floor(requests: int = 4000, concurrency: int = 64) -> dict:
+    """Start the echo server, drive it with the neutral client, return the floor figures."""
+    with EchoServer() as echo:
+        return limits(echo.requests_per_s(requests, concurrency))
 
 if __name__ == "__main__":
     import json

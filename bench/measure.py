@@ -7,7 +7,7 @@ import statistics
 import time
 
 from bench.load_client import load_rows, run_load, single_latencies
-from bench.procs import PssSampler, pss_mib
+from bench.procs import PssSampler, cpu_s, pss_mib
 from bench.systems import System, SystemFailed
 
 
@@ -25,8 +25,11 @@ def measure_system(system: System, stub_url: str, requests: int = 1000, concurre
             lat = asyncio.run(single_latencies(run_url, rows[0], singles))
         except RuntimeError as e:
             raise SystemFailed(system.name, f"/run failed: {e}") from None
+        procs = system.processes()
+        cpu_before = cpu_s(procs)
         with PssSampler(system.processes, interval=1.0) as sampler:
             load = asyncio.run(run_load(run_url, rows, requests, concurrency))
+        cpu_ms_per_rollout = (cpu_s(procs) - cpu_before) * 1000 / max(1, load.succeeded)
         pss_load = max(sampler.peak, pss_mib(system.processes()))
     except BaseException:
         system.kill()
@@ -41,6 +44,7 @@ def measure_system(system: System, stub_url: str, requests: int = 1000, concurre
         "rollouts_per_s": round(load.rollouts_per_s, 1),
         "p50_ms": round(load.p50_ms, 1),
         "p99_ms": round(load.p99_ms, 1),
+        "cpu_ms_per_rollout": round(cpu_ms_per_rollout, 2),
         "failures": load.failures,
         "failure_samples": load.failure_samples,
         "shutdown_s": round(shutdown_s, 3),

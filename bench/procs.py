@@ -68,6 +68,18 @@ def pss_mib(procs: list[psutil.Process]) -> float:
     return total / (1024 * 1024)
 
 
+def cpu_s(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds used so far by `procs` (children they reaped included)."""
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return total
+
+
 class PssSampler:
     """Samples PSS of whatever `procs()` returns every `interval` s in a thread; `.peak` is the largest sum."""
 

@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 
 FIGURES = ("ready_s", "pss_mib", "pss_load_mib", "run_latency_ms", "rollouts_per_s", "p50_ms", "p99_ms",
-           "shutdown_s", "processes", "failures", "leftover_processes")
+           "cpu_ms_per_rollout", "shutdown_s", "processes", "failures", "leftover_processes")
 GYMCTL = ("gymctl_all_in_one", "gymctl_separated", "gymctl_containers")
 BASELINE = "nemo_gym"
 
@@ -37,7 +37,7 @@ def ratios(systems: dict[str, dict]) -> dict[str, dict]:
         mine = systems.get(name) or {}
         out[name] = {}
         for key in ("ready_s", "pss_mib", "pss_load_mib", "run_latency_ms", "rollouts_per_s", "p50_ms", "p99_ms",
-                    "shutdown_s"):
+                    "cpu_ms_per_rollout", "shutdown_s"):
             a, b = mine.get(key), base.get(key)
             out[name][key] = round(a / b, 3) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
     return out
