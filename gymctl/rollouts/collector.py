@@ -214,14 +214,18 @@ class Collector:
         )
         if not st.failed:
             failures_path.unlink(missing_ok=True)
-        if digest.rows and not interrupted:
-            path = aggregate_metrics_path_for(spec.output_path)
-            try:
-                entry = await fetch_aggregate_metrics(self.session, self.agent_url, spec.agent, digest.light_rows, headers=self.headers)
-                write_aggregate_metrics(path, entry)
-                summary.aggregate_metrics_path = str(path)
-            except RuntimeError as e:
-                summary.aggregate_metrics_error = str(e)
+        try:
+            if digest.rows and digest.body_path and not interrupted:
+                path = aggregate_metrics_path_for(spec.output_path)
+                try:
+                    entry = await fetch_aggregate_metrics(self.session, self.agent_url, spec.agent, digest.body_path, headers=self.headers)
+                    write_aggregate_metrics(path, entry)
+                    summary.aggregate_metrics_path = str(path)
+                except RuntimeError as e:
+                    summary.aggregate_metrics_error = str(e)
+        finally:
+            if digest.body_path:
+                digest.body_path.unlink(missing_ok=True)
         return summary
 
 

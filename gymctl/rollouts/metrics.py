@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +20,11 @@ _HEAVY = ("response", "responses_create_params", "ng_agent_observations", "ng_mo
 
 @dataclass
 class OutputDigest:
-    """One pass over the output: its rows, their mean reward, and the light rows for /aggregate_metrics."""
+    """One pass over the output: its row count, their mean reward, and the /aggregate_metrics body spooled to a file."""
 
     rows: int
     mean_reward: float | None
-    light_rows: list[dict[str, Any]]
+    body_path: Path | None = None  # {"verify_responses": [light rows]}; the caller deletes it
 
 
 def _light(row: dict[str, Any]) -> dict[str, Any]:
@@ -36,30 +38,35 @@ def _light(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def digest_output(path: Path) -> OutputDigest:
+    """Stream the output once; the metrics request body goes to a temporary file, so memory stays flat."""
     rows, total, rewarded = 0, 0.0, 0
-    light: list[dict[str, Any]] = []
-    if path.exists():
+    if not path.exists():
+        return OutputDigest(0, None)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}_metrics_", suffix=".json", dir=path.parent)
+    with os.fdopen(fd, "wb") as body:
+        body.write(b'{"verify_responses":[')
         for _, row in iter_rows(path):
             if row is None:
                 continue
-            rows += 1
             reward = row.get("reward")
             if isinstance(reward, (int, float)) and not isinstance(reward, bool):
                 total += float(reward)
                 rewarded += 1
-            light.append(_light(row))
-    return OutputDigest(rows, total / rewarded if rewarded else None, light)
+            body.write((b"," if rows else b"") + orjson.dumps(_light(row)))
+            rows += 1
+        body.write(b"]}")
+    return OutputDigest(rows, total / rewarded if rewarded else None, Path(tmp))
 
 
 async def fetch_aggregate_metrics(
-    session: aiohttp.ClientSession, agent_url: str, agent: str, rows: list[dict[str, Any]], *, headers: dict[str, str], timeout_s: float = 120.0
+    session: aiohttp.ClientSession, agent_url: str, agent: str, body_path: Path, *, headers: dict[str, str], timeout_s: float = 300.0
 ) -> dict[str, Any]:
-    """POST NeMo Gym's AggregateMetricsRequest ({"verify_responses": rows}) to the agent; return the entry to write."""
-    body = orjson.dumps({"verify_responses": rows})
+    """POST NeMo Gym's AggregateMetricsRequest ({"verify_responses": rows}, streamed from `body_path`) to the agent."""
     try:
-        async with session.post(agent_url + "/aggregate_metrics", data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
-            data = await r.read()
-            status = r.status
+        with open(body_path, "rb") as body:
+            async with session.post(agent_url + "/aggregate_metrics", data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
+                data = await r.read()
+                status = r.status
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
         raise RuntimeError(f"{agent} /aggregate_metrics unreachable: {type(e).__name__}: {e}") from None
     if status != 200:

@@ -133,3 +133,24 @@ def test_nemo_gym_arguments_are_understood_and_the_rest_left_for_the_config():
     ])
     assert picked == {"agent": "my_agent", "input": "in.jsonl", "output": "out.jsonl", "num_repeats": 4, "limit": 10, "concurrency": 32}
     assert rest == ["+head_server.port=12000", "+config_paths=[a.yaml]"]
+
+
+def test_reading_the_input_and_digesting_the_output_keep_memory_flat(tmp_path):
+    import tracemalloc
+
+    from gymctl.rollouts.metrics import digest_output
+
+    row = {"responses_create_params": {"input": "x" * 500}, "reward": 1.0, "_ng_task_index": 0, "_ng_rollout_index": 0,
+           "response": {"output": ["y" * 500], "usage": {"total_tokens": 3}}}
+    big = tmp_path / "big.jsonl"
+    big.write_bytes((orjson.dumps(row) + b"\n") * 20000)  # ~23 MB
+    tracemalloc.start()
+    n = sum(1 for _ in iter_tasks(big))
+    digest = digest_output(big)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert n == 20000 and digest.rows == 20000 and digest.mean_reward == 1.0
+    assert peak < 2_000_000, f"peak {peak} bytes for a 23 MB file"
+    body = orjson.loads(digest.body_path.read_bytes())
+    assert len(body["verify_responses"]) == 20000
+    assert body["verify_responses"][0] == {"reward": 1.0, "_ng_task_index": 0, "_ng_rollout_index": 0, "response": {"usage": {"total_tokens": 3}}}

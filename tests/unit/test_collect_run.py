@@ -164,3 +164,13 @@ def test_cli_unknown_agent_with_config_starts_in_process_and_lists_agents(capsys
 def test_cli_head_unreachable_says_how_to_fix(capsys, tmp_path):
     code, _, err = cli(capsys, "--head", f"http://127.0.0.1:{free_port()}", "--head-wait", "0.3", "--agent", AGENT, "--input", str(EXAMPLE_DATA), "--output", str(tmp_path / "o.jsonl"))
     assert code == 1 and "HeadUnreachableError: head at http://127.0.0.1:" in err and "pass --head URL" in err
+
+
+def test_cli_ng_form_with_config_paths_runs_the_deployment_in_process(capsys, tmp_path):
+    out = tmp_path / "o.jsonl"
+    code, stdout, err = cli(capsys, "--ng", f"+config_paths=[{EXAMPLE_CONFIG},{SCRIPTED_CONFIG}]", f"+head_server.port={free_port()}",
+                            f"+agent_name={AGENT}", f"+input_jsonl_fpath={EXAMPLE_DATA}", f"+output_jsonl_fpath={out}", "+num_repeats=2", "+limit=2")
+    assert code == 0, err
+    assert "No head running: started the deployment in this process" in err
+    assert "Collected: 4 rollouts written, 0 failed" in stdout and "mean reward 1.0000" in stdout
+    assert len(read_rows(out)) == 4
