@@ -106,11 +106,13 @@ class Child:
         r, w = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: never returns
             code = 1
             try:
                 os.setsid()
+                _die_with_parent(parent)
                 null = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(null, 0)
                 os.dup2(w, 1)
@@ -254,6 +256,19 @@ def _watch_exit(loop: asyncio.AbstractEventLoop, pid: int, done: asyncio.Future[
         reap()
 
     loop.add_reader(pidfd, on_ready)
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM this process when the runtime dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the runtime died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _set_process_name(name: str) -> None:

@@ -75,6 +75,9 @@ def test_kill_9_with_restart_on_failure_comes_back_registered(separated):
     assert code == 200 and body["reward"] == 1.0
     st = cli("status", "--head", run.head_url)
     assert st.returncode == 0, st.stdout
+    # A second crash soon after: the backoff doubles.
+    os.kill(run.pid_of("example_single_tool_call"), signal.SIGKILL)
+    wait_until(lambda: "restarting example_single_tool_call in 1.0 s (restart 2)" in run.output(), 5, "second restart with backoff")
 
 
 def test_kill_9_without_restart_reports_exit_code_and_status_shows_unhealthy_then_dropped(separated):

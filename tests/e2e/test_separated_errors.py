@@ -125,3 +125,12 @@ def test_second_sigterm_forces_the_stop(separated):
     assert "SIGTERM: stopping every process (again to force)" in out
     assert "SIGTERM again: forcing the stop (SIGKILL to every process group)" in out
     assert not left
+
+
+def test_children_do_not_outlive_a_runtime_killed_with_sigkill(separated):
+    run = separated()
+    pids = [run.pid_of(n) for n in ("head", "policy_model")]
+    run.proc.kill()
+    run.proc.wait(5)
+    wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids), 15, "children gone")
+    wait_until(lambda: not run.leftovers(), 15, "every process gone")
