@@ -173,7 +173,6 @@ async def _collect(spec, head_url: str, cfg, *, start_if_absent: bool, head_wait
 
 
 async def _head_alive(session, head_url: str) -> bool:
-    import asyncio
 
     import aiohttp
 
@@ -181,7 +180,7 @@ async def _head_alive(session, head_url: str) -> bool:
         async with session.get(head_url.rstrip("/") + "/server_instances", timeout=aiohttp.ClientTimeout(total=2)) as r:
             await r.read()
             return True
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return False
 
 

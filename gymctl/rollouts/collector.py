@@ -164,7 +164,7 @@ class Collector:
                     self._fail(task, repeat, reason, "agent_request_failed", time.monotonic() - started)
                     return
                 await asyncio.sleep(0.1 * 2**attempt)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._fail(task, repeat, f"rollout timed out after {self.spec.timeout_s:g} s (--timeout)", "timeout", time.monotonic() - started)
                 return
             except (aiohttp.ClientError, OSError) as e:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
 from dataclasses import dataclass
@@ -67,7 +66,7 @@ async def fetch_aggregate_metrics(
             async with session.post(agent_url + "/aggregate_metrics", data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
                 data = await r.read()
                 status = r.status
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+    except (TimeoutError, aiohttp.ClientError, OSError) as e:
         raise RuntimeError(f"{agent} /aggregate_metrics unreachable: {type(e).__name__}: {e}") from None
     if status != 200:
         raise RuntimeError(f"{agent} /aggregate_metrics answered {status}: {data[:300].decode(errors='replace')}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AGENT, EXAMPLE_CONFIG, EXAMPLE_DATA, OPENAI_CONFIG, http_json, start_deployment, stop_deployment
+from tests.conftest import AGENT, EXAMPLE_CONFIG, EXAMPLE_DATA, OPENAI_CONFIG, start_deployment, stop_deployment
 
 NEMO_GYM_VENV = Path(os.environ.get("GYMCTL_NEMO_GYM_VENV", Path.home() / ".cache/gymctl-bench/nemo-gym-0.7.0"))
 NG_COLLECT = NEMO_GYM_VENV / "bin/ng_collect_rollouts"

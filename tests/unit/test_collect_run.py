@@ -10,12 +10,12 @@ import pytest
 from gymctl.cli.errors import run_app
 from gymctl.cli.main import app
 from gymctl.config.model import load_config
-from gymctl.rollouts import CollectSpec, Collector
+from gymctl.errors import UnknownServerError, UsageError
+from gymctl.rollouts import Collector, CollectSpec
 from gymctl.rollouts.agents import resolve_agent
 from gymctl.runtime.inprocess import start, stop, wait_ready
 from gymctl.server.client import new_session
 from gymctl.server.settings import ServerSettings
-from gymctl.errors import UnknownServerError, UsageError
 from tests.conftest import AGENT, EXAMPLE_CONFIG, EXAMPLE_DATA, SCRIPTED_CONFIG, example_rows
 
 
