@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AGENT, EXAMPLE_CONFIG, EXAMPLE_DATA, OPENAI_CONFIG, start_deployment, stop_deployment
+from tests.conftest import AGENT, EXAMPLE_CONFIG, EXAMPLE_DATA, OPENAI_CONFIG, http_json, start_deployment, stop_deployment
 
 NEMO_GYM_VENV = Path(os.environ.get("GYMCTL_NEMO_GYM_VENV", Path.home() / ".cache/gymctl-bench/nemo-gym-0.7.0"))
 NG_COLLECT = NEMO_GYM_VENV / "bin/ng_collect_rollouts"
@@ -58,3 +58,45 @@ def test_nemo_gym_collector_collects_every_rollout_with_reward_one(tmp_path):
     assert "Finished rollout collection" in res.stdout
     metrics = json.loads((tmp_path / "ng_out_aggregate_metrics.json").read_text())
     assert metrics[0]["agent_ref"]["name"] == AGENT
+
+
+def test_nemo_gym_collector_with_its_default_head_on_11000(tmp_path):
+    """No head override at all: NeMo Gym looks for its head at 127.0.0.1:11000, where `gymctl run` puts it by default."""
+    import socket
+    import sys
+    import time
+
+    from tests.conftest import REPO, SCRIPTED_CONFIG, Deployment
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", 11000))
+        except OSError:
+            pytest.skip("port 11000 is taken on this machine (NeMo Gym's default head port); the free-port test above covers the collector")
+    log_path = tmp_path / "run.log"
+    proc = subprocess.Popen([sys.executable, "-m", "gymctl", "run", "-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG], cwd=REPO,
+                            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    dep = Deployment(proc, "http://127.0.0.1:11000", log_path)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                if "already in use" in dep.log():
+                    pytest.skip("port 11000 was taken while the deployment started")
+                raise AssertionError(dep.log())
+            try:
+                if http_json(dep.head_url + "/health", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, dep.log()
+            time.sleep(0.1)
+        out = tmp_path / "ng_out.jsonl"
+        res = subprocess.run([str(NG_COLLECT), f"+agent_name={AGENT}", f"+input_jsonl_fpath={EXAMPLE_DATA}", f"+output_jsonl_fpath={out}", "+num_repeats=2"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": ""})
+    finally:
+        stop_deployment(dep)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 10 and all(r["reward"] == 1.0 for r in rows)
