@@ -20,7 +20,8 @@ NG_KEYS = {
     "agent_name": "agent", "input_jsonl_fpath": "input", "output_jsonl_fpath": "output", "num_repeats": "num_repeats",
     "limit": "limit", "num_samples_in_parallel": "concurrency", "timeout_s": "timeout",
 }
-NG_IGNORED = ("skip_venv_if_present", "uv_venv_dir", "dry_run", "disable_health_check", "resume_from_cache")
+NG_IGNORED = ("skip_venv_if_present", "uv_venv_dir", "dry_run", "disable_health_check")
+PARAMS_PREFIX = "responses_create_params."
 
 
 def _split_args(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -33,6 +34,10 @@ def _split_args(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
         key, eq, raw = arg.lstrip("+").partition("=")
         if eq and key in NG_KEYS:
             picked[NG_KEYS[key]] = parse_value(raw)
+        elif eq and key.startswith(PARAMS_PREFIX):
+            picked.setdefault("params", {})[key[len(PARAMS_PREFIX):]] = parse_value(raw)
+        elif eq and key == "resume_from_cache":
+            picked["overwrite"] = parse_value(raw) is False
         elif eq and key in NG_IGNORED:
             continue
         else:
@@ -67,6 +72,8 @@ def collect(
     config: ConfigOpt = None,
     sets: SetOpt = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds one rollout may take before it is marked failed. Default 600.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Set a responses_create_params key in every task, e.g. --param temperature=0.6 (+responses_create_params.KEY=).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over: empty the output instead of resuming it (+resume_from_cache=false).")] = False,
     head_wait: Annotated[float, typer.Option("--head-wait", help="Seconds to wait for the head to answer before giving up.")] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON on stdout.")] = False,
     ng: Annotated[bool, typer.Option("--ng", hidden=True)] = False,
@@ -103,6 +110,16 @@ def collect(
         limit=_int("limit", limit if limit is not None else picked.get("limit")),
         timeout_s=timeout if timeout is not None else (float(picked["timeout"]) if "timeout" in picked else 600.0),
     )
+    params = dict(picked.get("params") or {})
+    for p in param or []:
+        key, eq, raw = p.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--param {p!r}: write KEY=VALUE, e.g. --param temperature=0.6")
+        from gymctl.config.overrides import parse_value
+
+        params[key] = parse_value(raw)
+    spec.params = params
+    spec.overwrite = overwrite or bool(picked.get("overwrite"))
     spec.check()  # a wrong path is reported before anything starts
 
     cfg = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from gymctl.rollouts.metrics import digest_output, fetch_aggregate_metrics, writ
 from gymctl.rollouts.paths import aggregate_metrics_path_for, check_paths, failures_path_for
 from gymctl.rollouts.resume import ROLLOUT_INDEX, TASK_INDEX, ResumeState, scan_output
 from gymctl.rollouts.stats import RolloutStats, Summary, process_cpu_s
-from gymctl.rollouts.tasks import Task, count_tasks, iter_tasks
+from gymctl.rollouts.tasks import RESPONSES_CREATE_PARAMS, Task, count_tasks, iter_tasks
 from gymctl.rollouts.writer import JsonlAppender
 
 # The request never reached a live agent (refused, or a pooled connection the server had just closed): try again.
@@ -39,6 +39,8 @@ class CollectSpec:
     limit: int | None = None
     timeout_s: float | None = 600.0  # per rollout; None: no limit
     retries: int = 2  # connection-level retries of one /run
+    params: dict[str, Any] = field(default_factory=dict)  # merged into every row's responses_create_params
+    overwrite: bool = False  # start over: empty the output instead of resuming it
 
     def check(self) -> None:
         if self.num_repeats < 1:
@@ -90,6 +92,8 @@ class Collector:
         n_tasks = count_tasks(spec.input_path, spec.limit)
         if n_tasks == 0:
             raise InputError("the input has no tasks (the file is empty); write one JSON object with responses_create_params per line", source=str(spec.input_path))
+        if spec.overwrite and spec.output_path.exists():
+            spec.output_path.write_bytes(b"")
         self.resume = scan_output(spec.output_path)
         in_range = sum(1 for t, r in self.resume.done if t < n_tasks and r < spec.num_repeats)
         self.stats = RolloutStats(total=n_tasks * spec.num_repeats - in_range, resumed=in_range)
@@ -127,6 +131,8 @@ class Collector:
         for task in iter_tasks(self.spec.input_path, self.spec.limit):
             if task.error and self.on_input_error:
                 self.on_input_error(task.error)
+            if task.row is not None and self.spec.params:
+                task.row = {**task.row, RESPONSES_CREATE_PARAMS: {**task.row[RESPONSES_CREATE_PARAMS], **self.spec.params}}
             for r in range(repeats):
                 if (task.index, r) not in done:
                     await queue.put((task, r))

@@ -129,9 +129,10 @@ def test_nemo_gym_arguments_are_understood_and_the_rest_left_for_the_config():
     picked, rest = _split_args([
         "+agent_name=my_agent", "+input_jsonl_fpath=in.jsonl", "+output_jsonl_fpath=out.jsonl", "+num_repeats=4",
         "+limit=10", "+num_samples_in_parallel=32", "+head_server.port=12000", "+skip_venv_if_present=true",
-        "+config_paths=[a.yaml]",
+        "+config_paths=[a.yaml]", "+responses_create_params.temperature=0.5", "+resume_from_cache=false",
     ])
-    assert picked == {"agent": "my_agent", "input": "in.jsonl", "output": "out.jsonl", "num_repeats": 4, "limit": 10, "concurrency": 32}
+    assert picked == {"agent": "my_agent", "input": "in.jsonl", "output": "out.jsonl", "num_repeats": 4, "limit": 10, "concurrency": 32,
+                      "params": {"temperature": 0.5}, "overwrite": True}
     assert rest == ["+head_server.port=12000", "+config_paths=[a.yaml]"]
 
 

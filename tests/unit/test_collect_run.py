@@ -174,3 +174,21 @@ def test_cli_ng_form_with_config_paths_runs_the_deployment_in_process(capsys, tm
     assert "No head running: started the deployment in this process" in err
     assert "Collected: 4 rollouts written, 0 failed" in stdout and "mean reward 1.0000" in stdout
     assert len(read_rows(out)) == 4
+
+
+async def test_param_overrides_reach_every_task_and_overwrite_starts_over(example, tmp_path):
+    dep, session = example
+    out = tmp_path / "out.jsonl"
+    await collect(session, dep, CollectSpec(agent=AGENT, input_path=EXAMPLE_DATA, output_path=out, limit=2, num_repeats=2))
+    summary = await collect(session, dep, CollectSpec(agent=AGENT, input_path=EXAMPLE_DATA, output_path=out, limit=1,
+                                                      params={"temperature": 0.25, "max_output_tokens": 64}, overwrite=True))
+    rows = read_rows(out)
+    assert summary.resumed == 0 and len(rows) == 1  # the earlier four rows are gone
+    params = rows[0]["responses_create_params"]
+    assert params["temperature"] == 0.25 and params["max_output_tokens"] == 64
+    assert params["tools"] == example_rows()[0]["responses_create_params"]["tools"]  # the row's own keys stay
+
+
+def test_cli_param_must_be_key_value(capsys, tmp_path):
+    code, _, err = cli(capsys, "--agent", AGENT, "--input", str(EXAMPLE_DATA), "--output", str(tmp_path / "o.jsonl"), "--param", "temperature")
+    assert code == 2 and "UsageError: --param 'temperature': write KEY=VALUE, e.g. --param temperature=0.6" in err
