@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -80,9 +79,9 @@ def collect(
 ) -> None:
     """Collect rollouts: each task of --input, --num-repeats times, through the agent's /run; one output row per rollout.
 
-    Rows are written as they finish. Rerun the same command after a crash or Ctrl-C: pairs already in the output
-    are skipped and failed ones retried. With --config and no head running, the deployment is started in this
-    process for the collection and stopped after it.
+    Rows are written as they finish. Rerun the same command after a crash or Ctrl-C: pairs already in the output are skipped and failed ones retried.
+
+    With --config and no head running, the deployment is started in this process for the collection and stopped after it.
 
     \b
     Examples:
@@ -138,7 +137,9 @@ def collect(
     from gymctl.runtime.loop import run as run_loop
 
     summary, in_process = run_loop(_collect(spec, head_url, cfg, start_if_absent=cfg is not None and not head, head_wait_s=head_wait))
-    _print_summary(summary, as_json, in_process)
+    from gymctl.cli.collect_view import print_summary
+
+    print_summary(summary, as_json, in_process)
     if summary.interrupted:
         sys.exit(130)
     sys.exit(1 if summary.failed else 0)
@@ -160,7 +161,9 @@ async def _collect(spec, head_url: str, cfg, *, start_if_absent: bool, head_wait
         if start_if_absent and not await _head_alive(session, head_url):
             dep, head_url = await _start_inprocess(cfg)
         agent_url = await resolve_agent(head_url, spec.agent, session=session, token=token, head_wait_s=head_wait_s)
-        progress = _ProgressView(spec)
+        from gymctl.cli.collect_view import ProgressView
+
+        progress = ProgressView()
         collector = Collector(spec, agent_url, session=session, headers=auth_headers(token), on_progress=progress.update, on_input_error=progress.input_error)
         loop = asyncio.get_running_loop()
         presses = 0
@@ -217,89 +220,6 @@ async def _start_inprocess(cfg):
     await wait_ready(dep)
     print(f"No head running: started the deployment in this process ({len(dep.servers)} instances, head {dep.head_url}, {time.monotonic() - t0:.2f} s)", file=sys.stderr, flush=True)
     return dep, dep.head_url
-
-
-class _ProgressView:
-    """A rich progress bar on a terminal; plain periodic lines otherwise (logs, CI)."""
-
-    def __init__(self, spec) -> None:
-        self.spec = spec
-        self.tty = sys.stderr.isatty()
-        self._bar = None
-        self._task = None
-        self._last = 0.0
-        self._seen_errors = 0
-
-    def __enter__(self) -> _ProgressView:
-        if self.tty:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(TextColumn("collect"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False)
-            self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def _info(self, st) -> str:
-        reward = f"{st.mean_reward:.3f}" if st.mean_reward is not None else "-"
-        return f"{st.rate:6.1f} rollouts/s  mean reward {reward}  failures {st.failed}"
-
-    def update(self, st) -> None:
-        now = time.monotonic()
-        if self._bar is not None:
-            if self._task is None:
-                self._task = self._bar.add_task("collect", total=st.total, info="")
-            if now - self._last >= 0.1 or st.finished == st.total:
-                self._last = now
-                self._bar.update(self._task, completed=st.finished, info=self._info(st))
-        elif now - self._last >= 5.0 or st.finished == st.total:
-            self._last = now
-            print(f"collect: {st.finished}/{st.total} done  {self._info(st)}", file=sys.stderr, flush=True)
-
-    def input_error(self, message: str) -> None:
-        self._seen_errors += 1
-        if self._seen_errors <= 20:
-            self.note(f"InputError: {message} (marked failed; collecting the rest)")
-        elif self._seen_errors == 21:
-            self.note("... more input errors; every one is in the failures file")
-
-    def note(self, message: str) -> None:
-        if self._bar is not None:
-            self._bar.console.print(message)
-        else:
-            print(message, file=sys.stderr, flush=True)
-
-
-def _ms(v: float | None) -> str:
-    return f"{v * 1000:.0f} ms" if v is not None else "-"
-
-
-def _print_summary(s, as_json: bool, in_process: bool = False) -> None:
-    if as_json:
-        print(json.dumps(s.to_dict(), indent=2))
-        return
-    reward = f"{s.mean_reward:.4f}" if s.mean_reward is not None else "-"
-    in_process = " (the servers ran in it too)" if in_process else ""
-    lat = s.latency_s
-    lines = [
-        f"{'Interrupted' if s.interrupted else 'Collected'}: {s.written} rollouts written, {s.failed} failed, {s.resumed} already in the output (resumed)",
-        f"  output      {s.output}: {s.rows_in_output} rows, mean reward {reward}",
-        f"  latency     p50 {_ms(lat.get('p50'))}  p90 {_ms(lat.get('p90'))}  p99 {_ms(lat.get('p99'))}",
-        f"  throughput  {s.throughput:.1f} rollouts/s over {s.elapsed_s:.2f} s",
-    ]
-    if s.cpu_s is not None and s.written + s.failed:
-        lines.append(f"  cpu         {s.cpu_s * 1000 / (s.written + s.failed):.2f} ms per rollout in this process{in_process}")
-    if s.failures_path:
-        lines.append(f"  failures    {s.failures_path} (each with its reason); run the same command again to retry them")
-    if s.aggregate_metrics_path:
-        lines.append(f"  metrics     {s.aggregate_metrics_path}")
-    elif s.aggregate_metrics_error:
-        lines.append(f"  metrics     not written: {s.aggregate_metrics_error}")
-    if s.interrupted:
-        lines.append("  run the same command again to collect the rest")
-    print("\n".join(lines), flush=True)
 
 
 def register(app: typer.Typer) -> None:
