@@ -1,0 +1,60 @@
+"""`gymctl build`: the server images of a config (classic builder, wheelhouse from the host; unchanged ones skipped)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt, load_from_cli
+from gymctl.cli.render_cmd import PrefixOpt, TagOpt
+
+BaseImageOpt = Annotated[str, typer.Option("--base-image", envvar="GYMCTL_BASE_IMAGE", help="Base image (gymctl images base builds the offline default; python:3.11-slim where you can pull).")]
+
+
+def build_for(cfg, topology: str | None, *, base_image: str, prefix: str, tag: str, force: bool = False, nocache: bool = False, quiet: bool = False):
+    from gymctl.compose.images import image_units
+    from gymctl.docker.images import build_images
+
+    def progress(msg: str) -> None:
+        if not quiet:
+            print(f"  {msg}", file=sys.stderr, flush=True)
+
+    return build_images(image_units(cfg, topology, prefix, tag), base_image=base_image, force=force, nocache=nocache, progress=progress)
+
+
+def build(
+    overrides: OverridesArg = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    topology: Annotated[str | None, typer.Option("--topology", "-t", help="Only the images of this topology (default: both).")] = None,
+    base_image: BaseImageOpt = "gymctl/base:bookworm",
+    image_prefix: PrefixOpt = "gymctl",
+    tag: TagOpt = "latest",
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even images whose sources did not change.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the engine's layer cache.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
+) -> None:
+    """Build one image per server implementation of a config (plus the head's and the all-in-one image).
+
+    Python packages come from a wheelhouse built here (pip wheel, pinned to this environment's versions);
+    an image whose inputs did not change is not rebuilt.
+    """
+    from gymctl.compose.model import TOPOLOGIES
+    from gymctl.errors import UsageError
+
+    if topology is not None and topology not in TOPOLOGIES:
+        raise UsageError(f"--topology {topology!r} is not known; choose one of: {', '.join(TOPOLOGIES)}")
+    cfg = load_from_cli(config, sets, overrides)
+    t0 = time.monotonic()
+    results = build_for(cfg, topology, base_image=base_image, prefix=image_prefix, tag=tag, force=force, nocache=no_cache, quiet=quiet)
+    for r in results:
+        what = f"built in {r.seconds:.1f} s" if r.built else "up to date"
+        print(f"{r.image:48} {r.size_bytes / 1e6:7.1f} MB  {what}", file=sys.stderr)
+    print(f"{sum(r.built for r in results)} built, {sum(not r.built for r in results)} up to date in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(build)

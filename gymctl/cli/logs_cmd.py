@@ -1,0 +1,59 @@
+"""`gymctl logs [INSTANCE] [-f]`: the stack's (or one instance's) container logs."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from gymctl.cli.render_cmd import ProjectOpt, project_of, stack_file
+
+
+def service_of(instance: str, states, config: list[str] | None) -> str:
+    """The compose service serving an instance (an alias is served by its agent's container)."""
+    from gymctl.compose.model import service_name
+
+    by_instance = {s.instance: s.service for s in states}
+    if instance in by_instance:
+        return by_instance[instance]
+    if config:
+        from gymctl.cli.options import load_from_cli
+
+        spec = load_from_cli(config, None, None).instances.get(instance)
+        if spec is not None and spec.alias_of:
+            return by_instance.get(spec.alias_of, service_name(spec.alias_of))
+    if instance in {s.service for s in states}:
+        return instance
+    from difflib import get_close_matches
+
+    from gymctl.errors import UsageError
+
+    hint = get_close_matches(instance, list(by_instance), n=1)
+    raise UsageError(f"no container serves instance {instance!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                     + f" (instances: {', '.join(sorted(by_instance))}; an alias is served by its agent: pass --config to map it)")
+
+
+def logs(
+    instance: Annotated[str | None, typer.Argument(help="Instance (or `head`); default: every container.")] = None,
+    project: ProjectOpt = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
+    tail: Annotated[int | None, typer.Option("--tail", "-n", help="Only the last N lines of each container.")] = None,
+    config: Annotated[list[str] | None, typer.Option("--config", "-c", help="The config (maps alias instances to their agent).")] = None,
+) -> None:
+    """Print the logs of the stack's containers, or of the one serving INSTANCE."""
+    from gymctl.docker.stack import ComposeStack
+
+    name = project_of(project)
+    stack = ComposeStack(name, stack_file(name))
+    service = service_of(instance, stack._require_up(), config) if instance else None
+    try:
+        for chunk in stack.logs(service, follow=follow, tail=tail):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+def register(app: typer.Typer) -> None:
+    app.command("logs")(logs)

@@ -1,0 +1,99 @@
+"""`gymctl render --topology T -o DIR`: write the compose file of a config (and the options the stack verbs share)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt, load_from_cli
+
+DEFAULT_PROJECT = "gymctl"
+STACKS_DIR = Path(".gymctl") / "stacks"  # under the working directory: the last rendered file of each project
+
+TopologyOpt = Annotated[str, typer.Option("--topology", "-t", help="all-in-one: one container; separated: the head plus one container per instance.")]
+ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", envvar="GYMCTL_PROJECT", help="Compose project (stack) name; default: gymctl.")]
+PublishHostOpt = Annotated[str, typer.Option("--publish-host", help="Host address the head and agents are published on.")]
+PrefixOpt = Annotated[str, typer.Option("--image-prefix", help="Image names: PREFIX/<impl>:TAG.")]
+TagOpt = Annotated[str, typer.Option("--tag", help="Image tag.")]
+
+
+def project_of(project: str | None) -> str:
+    from gymctl.compose.model import project_name
+
+    return project_name(project or DEFAULT_PROJECT)
+
+
+def stack_file(project: str) -> Path:
+    return Path.cwd() / STACKS_DIR / project / "docker-compose.yml"
+
+
+def nvidia_runtime_or_none() -> bool | None:
+    """Whether the local engine has the NVIDIA runtime; None when no engine answers (render stays offline)."""
+    try:
+        from gymctl.docker.cli import engine_client, nvidia_runtime
+
+        return nvidia_runtime(engine_client())
+    except Exception:
+        return None
+
+
+def render_config(cfg, topology: str, project: str, *, publish_host: str = "127.0.0.1", prefix: str = "gymctl", tag: str = "latest", check_gpus: bool = True):
+    from gymctl.compose.model import RenderSettings
+    from gymctl.compose.render import render
+
+    gpus = any(d.gpus for d in cfg.deployment.values())
+    settings = RenderSettings(project=project, publish_host=publish_host, image_prefix=prefix, image_tag=tag,
+                              nvidia_runtime=nvidia_runtime_or_none() if gpus and check_gpus else None)
+    return render(cfg, topology, settings)
+
+
+def warn(rendered) -> None:
+    for w in rendered.warnings:
+        print(f"Warning: {w}", file=sys.stderr)
+
+
+def write_file(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def render_cmd(
+    overrides: OverridesArg = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    topology: TopologyOpt = "separated",
+    output: Annotated[str, typer.Option("--output", "-o", help="Directory to write docker-compose.yml into ('-' prints it).")] = "-",
+    project: ProjectOpt = None,
+    publish_host: PublishHostOpt = "127.0.0.1",
+    image_prefix: PrefixOpt = "gymctl",
+    tag: TagOpt = "latest",
+) -> None:
+    """Render the compose file of a config for one topology (no Docker needed; `docker compose up` runs it).
+
+    \b
+    Example:
+      gymctl render -t separated -o deploy/ -c resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml \\
+                    -c responses_api_models/scripted_model/configs/scripted_model.yaml
+    """
+    cfg = load_from_cli(config, sets, overrides)
+    rendered = render_config(cfg, topology, project_of(project), publish_host=publish_host, prefix=image_prefix, tag=tag)
+    warn(rendered)
+    if output == "-":
+        sys.stdout.write(rendered.compose_yaml)
+        return
+    path = Path(output) / "docker-compose.yml"
+    write_file(path, rendered.compose_yaml)
+    names = ", ".join(sorted(rendered.secret_env))
+    print(f"wrote {path} ({len(rendered.stack.services)} services, topology {topology})", file=sys.stderr)
+    if names:
+        print(f"secrets given on the command line travel by name: export {names} before `docker compose up`", file=sys.stderr)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("render", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(render_cmd)

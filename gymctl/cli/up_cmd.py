@@ -1,0 +1,101 @@
+"""`gymctl up --topology T [--build] [--wait]`: render, check, start the stack; show progress; diagnose a failed start."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from gymctl.cli.build_cmd import BaseImageOpt, build_for
+from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt, load_from_cli
+from gymctl.cli.render_cmd import PrefixOpt, ProjectOpt, PublishHostOpt, TagOpt, TopologyOpt, project_of, render_config, stack_file, warn, write_file
+
+
+class _Progress:
+    """A live table of the stack's containers on a terminal; one line per change otherwise."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.live = None
+        self.last: dict[str, str] = {}
+        self.t0 = time.monotonic()
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(console=self.console, refresh_per_second=8, transient=True)
+            self.live.start()
+
+    def __call__(self, states, phase: str) -> None:
+        if self.live is not None:
+            from rich.table import Table
+
+            table = Table(title=f"{phase} ({time.monotonic() - self.t0:.1f} s)", title_justify="left")
+            for col in ("service", "status", "ports"):
+                table.add_column(col)
+            for s in states:
+                color = "green" if s.ready else ("red" if s.failed else "yellow")
+                table.add_row(s.service, f"[{color}]{s.status}[/]", ", ".join(s.ports))
+            self.live.update(table)
+            return
+        for s in states:
+            if self.last.get(s.service) != s.status:
+                self.last[s.service] = s.status
+                print(f"  {time.monotonic() - self.t0:5.1f} s  {s.service}: {s.status}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def up(
+    overrides: OverridesArg = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    topology: TopologyOpt = "separated",
+    project: ProjectOpt = None,
+    build: Annotated[bool, typer.Option("--build", help="Build (or refresh) the images first.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Return once every container is healthy and the head is ready.")] = True,
+    timeout: Annotated[float, typer.Option("--timeout", help="--wait: seconds before giving up.")] = 120.0,
+    publish_host: PublishHostOpt = "127.0.0.1",
+    base_image: BaseImageOpt = "gymctl/base:bookworm",
+    image_prefix: PrefixOpt = "gymctl",
+    tag: TagOpt = "latest",
+) -> None:
+    """Start a config's servers in containers (Docker Compose), in one topology.
+
+    \b
+    Examples:
+      gymctl up --topology separated --wait -c resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml \\
+                -c responses_api_models/scripted_model/configs/scripted_model.yaml
+      gymctl up --topology all-in-one --build ...
+    """
+    from gymctl.docker.stack import ComposeStack
+
+    cfg = load_from_cli(config, sets, overrides)
+    name = project_of(project)
+    rendered = render_config(cfg, topology, name, publish_host=publish_host, prefix=image_prefix, tag=tag)
+    warn(rendered)
+    path = stack_file(name)
+    write_file(path, rendered.compose_yaml)
+    stack = ComposeStack(name, path)
+    if build:
+        build_for(cfg, topology, base_image=base_image, prefix=image_prefix, tag=tag)
+    t0 = time.monotonic()
+    progress = _Progress()
+    try:
+        stack.up(rendered, wait=wait, timeout_s=timeout, progress=progress)
+    finally:
+        progress.close()
+    head = next(p for s in rendered.stack.services for p in s.ports if s.name in ("head", "gymctl"))
+    state = "ready" if wait else "started"
+    print(f"stack {name!r} ({topology}, {len(rendered.stack.services)} containers) {state} in {time.monotonic() - t0:.1f} s; "
+          f"head http://{head.host_ip}:{head.host_port}  (gymctl status --head http://{head.host_ip}:{head.host_port}; gymctl down -p {name})",
+          file=sys.stderr)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(up)

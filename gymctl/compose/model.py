@@ -1,0 +1,209 @@
+"""The compose model of a stack: services, ports, healthchecks, labels — built from a config and a topology (pure)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from omegaconf import OmegaConf
+from pydantic import BaseModel, Field
+
+from gymctl.compose.images import all_in_one_image, head_image, image_for
+from gymctl.compose.secrets import externalize_secrets, referenced_env
+from gymctl.config.model import GymConfig, to_yaml
+from gymctl.errors import ConfigError, UsageError
+
+Topology = Literal["all-in-one", "separated"]
+TOPOLOGIES: tuple[str, ...] = ("all-in-one", "separated")
+LABEL_PROJECT = "io.gymctl.project"
+LABEL_INSTANCE = "io.gymctl.instance"
+CONTAINER_PORT = 8000  # every server container listens here; the head on its config port
+CONFIG_MOUNT = "/etc/gymctl/config.yaml"
+HEAD_SERVICE = "head"
+ALL_IN_ONE_SERVICE = "gymctl"
+PUBLISHED_TYPES = ("responses_api_agents",)  # published by default; others only with `publish: true`
+
+
+class RenderSettings(BaseModel):
+    """How to render: the stack's name, where images come from, where ports are published."""
+
+    project: str = "gymctl"
+    image_prefix: str = "gymctl"
+    image_tag: str = "latest"
+    publish_host: str = "127.0.0.1"
+    nvidia_runtime: bool | None = None  # None: unknown (no warning); False: warn about gpus
+
+
+class Port(BaseModel):
+    host_ip: str
+    host_port: int
+    container_port: int
+
+
+class HealthCheck(BaseModel):
+    path: str
+    port: int
+    interval_s: int = 1
+    timeout_s: int = 2
+    retries: int = 5
+    start_period_s: int = 60
+
+
+class Service(BaseModel):
+    name: str
+    instance: str
+    image: str
+    command: list[str] = Field(default_factory=list)
+    environment: dict[str, str] = Field(default_factory=dict)
+    pass_env: list[str] = Field(default_factory=list)  # names only: values come from whoever runs `up`
+    ports: list[Port] = Field(default_factory=list)
+    healthcheck: HealthCheck
+    depends_on_head: bool = False
+    gpus: int = 0
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Stack(BaseModel):
+    """Everything a template needs; `secret_env` holds values and is never rendered."""
+
+    project: str
+    topology: Topology
+    network: str = "gymctl"
+    services: list[Service]
+    labels: dict[str, str]
+    config_mount: str = CONFIG_MOUNT
+    config_yaml: str  # the merged config, inlined as a compose `configs:` entry (mounted read-only)
+    warnings: list[str] = Field(default_factory=list)
+    secret_env: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
+
+
+def service_name(instance: str) -> str:
+    """A compose service (and DNS) name for an instance."""
+    name = re.sub(r"[^a-z0-9_.-]+", "-", instance.lower()).strip("-_.")
+    if not name:
+        raise ConfigError(f"instance name {instance!r} gives no usable compose service name", key_path=instance)
+    return name
+
+
+def project_name(text: str) -> str:
+    name = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")
+    if not name or not name[0].isalnum():
+        raise UsageError(f"project name {text!r}: use lowercase letters, digits, '-' and '_' (starting with a letter or digit)")
+    return name
+
+
+def served_instances(cfg: GymConfig) -> list[str]:
+    """Instances with a process of their own (an alias rides on its agent's)."""
+    return [n for n, s in cfg.instances.items() if not s.alias_of]
+
+
+def is_published(cfg: GymConfig, name: str) -> bool:
+    dep = cfg.deployment_of(name)
+    if dep.publish is not None:
+        return bool(dep.publish)
+    return cfg.instances[name].server_type in PUBLISHED_TYPES
+
+
+def fixed_ports(cfg: GymConfig) -> dict[str, int]:
+    """A fixed port per served instance: its configured port, else the next free number after the head's."""
+    taken = {cfg.head_port, *(s.port for s in cfg.instances.values() if s.port)}
+    ports: dict[str, int] = {}
+    nxt = cfg.head_port
+    for name in served_instances(cfg):
+        port = cfg.instances[name].port
+        if not port:
+            nxt += 1
+            while nxt in taken:
+                nxt += 1
+            if nxt > 65535:
+                raise ConfigError("no port numbers left above head_server.port; set instance ports explicitly", key_path=name)
+            port = nxt
+            taken.add(port)
+        ports[name] = port
+    return ports
+
+
+def _gpu_warnings(cfg: GymConfig, settings: RenderSettings) -> list[str]:
+    wanting = [f"{n} (gpus: {d.gpus})" for n, d in cfg.deployment.items() if d.gpus]
+    if wanting and settings.nvidia_runtime is False:
+        return [f"{', '.join(wanting)} reserve NVIDIA GPUs, but this Docker engine has no NVIDIA runtime; "
+                "`gymctl up` will refuse to start (install nvidia-container-toolkit, or set gpus: 0)"]
+    return []
+
+
+def _labels(settings: RenderSettings, instance: str) -> dict[str, str]:
+    return {LABEL_PROJECT: settings.project, LABEL_INSTANCE: instance}
+
+
+def _separated(cfg: GymConfig, settings: RenderSettings, pass_env: list[str]) -> list[Service]:
+    head_url = f"http://{HEAD_SERVICE}:{cfg.head_port}"
+    base_env = {"GYMCTL_CONFIG_FILE": CONFIG_MOUNT}  # the image's default too; said here so the file reads alone
+    services = [Service(
+        name=HEAD_SERVICE, instance=HEAD_SERVICE, image=head_image(settings.image_prefix, settings.image_tag),
+        environment={**base_env, "GYMCTL_INSTANCE": "head", "GYMCTL_BIND_HOST": "0.0.0.0", "GYMCTL_PORT": str(cfg.head_port)},
+        pass_env=[v for v in pass_env if v == "GYMCTL_AUTH_TOKEN"],
+        ports=[Port(host_ip=settings.publish_host, host_port=cfg.head_port, container_port=cfg.head_port)],
+        healthcheck=HealthCheck(path="/livez", port=cfg.head_port), labels=_labels(settings, HEAD_SERVICE),
+    )]
+    ports = fixed_ports(cfg)
+    for name in served_instances(cfg):
+        svc = service_name(name)
+        env = {**base_env, "GYMCTL_INSTANCE": name, "GYMCTL_HEAD_URL": head_url, "GYMCTL_ADVERTISE_HOST": svc,
+               "GYMCTL_BIND_HOST": "0.0.0.0", "GYMCTL_PORT": str(CONTAINER_PORT)}
+        published = []
+        if is_published(cfg, name):
+            published = [Port(host_ip=settings.publish_host, host_port=ports[name], container_port=CONTAINER_PORT)]
+            env["GYMCTL_HOST_URL"] = f"http://{settings.publish_host}:{ports[name]}"
+        services.append(Service(
+            name=svc, instance=name, image=image_for(cfg, name, settings.image_prefix, settings.image_tag),
+            environment=env, pass_env=pass_env, ports=published, depends_on_head=True,
+            healthcheck=HealthCheck(path="/health", port=CONTAINER_PORT), gpus=cfg.deployment_of(name).gpus,
+            labels=_labels(settings, name),
+        ))
+    return services
+
+
+def _all_in_one(cfg: GymConfig, settings: RenderSettings, pass_env: list[str]) -> list[Service]:
+    ports = fixed_ports(cfg)
+    published = [Port(host_ip=settings.publish_host, host_port=cfg.head_port, container_port=cfg.head_port)]
+    published += [Port(host_ip=settings.publish_host, host_port=p, container_port=p) for n, p in ports.items() if is_published(cfg, n)]
+    return [Service(
+        name=ALL_IN_ONE_SERVICE, instance="all-in-one", image=all_in_one_image(settings.image_prefix, settings.image_tag),
+        command=["gymctl", "run", "--config", CONFIG_MOUNT],
+        # One process: peers are in-process; 127.0.0.1:<port> is the same inside and, published, outside.
+        environment={"GYMCTL_BIND_HOST": "0.0.0.0", "GYMCTL_ADVERTISE_HOST": "127.0.0.1", "GYMCTL_PORT": "0"},  # 0: config ports
+        pass_env=pass_env, ports=published,
+        healthcheck=HealthCheck(path="/health", port=cfg.head_port),  # readiness: every instance registered
+        gpus=sum(d.gpus for d in cfg.deployment.values()), labels=_labels(settings, "all-in-one"),
+    )]
+
+
+def _container_config(cfg: GymConfig, topology: str) -> tuple[str, dict[str, str]]:
+    """The merged config the containers read: secrets as references; all-in-one with fixed ports."""
+    tree, secret_values = externalize_secrets(cfg.tree)
+    if topology == "all-in-one":
+        for name, port in fixed_ports(cfg).items():
+            spec = cfg.instances[name]
+            OmegaConf.update(tree, f"{name}.{spec.server_type}.{spec.impl}.port", port, force_add=True)
+            OmegaConf.update(tree, f"{name}.{spec.server_type}.{spec.impl}.host", "127.0.0.1", force_add=True)
+    OmegaConf.update(tree, "head_server", {"host": "127.0.0.1", "port": cfg.head_port}, force_add=True)
+    return to_yaml(tree), secret_values
+
+
+def build_stack(cfg: GymConfig, topology: str, settings: RenderSettings | None = None) -> Stack:
+    """The compose model of one topology of a config."""
+    settings = settings or RenderSettings()
+    if topology not in TOPOLOGIES:
+        raise UsageError(f"--topology {topology!r} is not known; choose one of: {', '.join(TOPOLOGIES)}")
+    config_yaml, secret_values = _container_config(cfg, topology)
+    pass_env = referenced_env(config_yaml)
+    services = _separated(cfg, settings, pass_env) if topology == "separated" else _all_in_one(cfg, settings, pass_env)
+    names = [s.name for s in services]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"instances map to the same compose service name {', '.join(sorted(dup))}; rename one")
+    return Stack(
+        project=settings.project, topology=topology, services=services,  # type: ignore[arg-type]
+        labels={LABEL_PROJECT: settings.project}, config_yaml=config_yaml,
+        warnings=_gpu_warnings(cfg, settings), secret_env=secret_values,
+    )

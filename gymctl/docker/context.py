@@ -1,0 +1,125 @@
+"""The build context under images/.context/: the host-built wheelhouse, gymctl's source, one dir per image unit."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, distributions, requires
+from pathlib import Path
+
+from gymctl.compose.images import ImageUnit
+from gymctl.config.paths import PACKAGE_ROOT, REPO_ROOT
+from gymctl.errors import DockerError
+
+DOCKERFILE = REPO_ROOT / "images" / "Dockerfile"
+DEFAULT_CONTEXT = REPO_ROOT / "images" / ".context"
+# Beyond gymctl's declared server set: what `gymctl serve` itself imports (the command line, fast JSON).
+IMAGE_EXTRAS = ("typer", "orjson")
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", "venv", "tests", ".pytest_cache", "*.egg-info")
+
+
+def server_requirements() -> list[str]:
+    """gymctl's server dependency set (no extras) plus what the serve command needs."""
+    try:
+        reqs = [r for r in (requires("gymctl") or []) if "extra ==" not in r]
+    except PackageNotFoundError:
+        reqs = ["fastapi", "uvicorn[standard]", "aiohttp", "pydantic", "pydantic-settings", "omegaconf", "PyYAML"]
+    return sorted({*(r.split(";")[0].strip() for r in reqs), *IMAGE_EXTRAS})
+
+
+def host_constraints() -> list[str]:
+    """Pin every package to the version installed here: the images run what the host's tests ran."""
+    pins = {}
+    for d in distributions():
+        name = (d.metadata["Name"] or "").strip()
+        if name and name.lower() != "gymctl" and re.fullmatch(r"[A-Za-z0-9._-]+", name):
+            pins[name.lower()] = f"{name}=={d.version}"
+    return sorted(pins.values())
+
+
+def _pip_wheel(dest: Path, requirements: list[str], constraints: list[str]) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    (dest / "constraints.txt").write_text("\n".join(constraints) + "\n")
+    argv = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--wheel-dir", str(dest),
+            "-r", str(dest / "requirements.txt"), "-c", str(dest / "constraints.txt")]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise DockerError(f"building the wheelhouse failed (pip wheel, exit {proc.returncode}):\n{tail}", argv=argv, returncode=proc.returncode, stderr=proc.stderr)
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def tree_digest(root: Path) -> str:
+    """A content hash of a directory (relative paths, modes and bytes), ignoring caches."""
+    h = hashlib.sha256()
+    if root.exists():
+        for p in sorted(root.rglob("*")):
+            if p.is_file():
+                h.update(str(p.relative_to(root)).encode() + b"\0" + oct(p.stat().st_mode & 0o777).encode() + b"\0")
+                h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _sync(src: Path, dst: Path) -> None:
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, ignore=IGNORE)
+
+
+class BuildContext:
+    """Prepares images/.context/ once per `gymctl build` and answers each unit's source hash."""
+
+    def __init__(self, root: Path = DEFAULT_CONTEXT) -> None:
+        self.root = root
+
+    def prepare_shared(self) -> str:
+        """Wheelhouse (rebuilt only when requirements or pins change), gymctl's source, the launcher script."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        reqs, pins = server_requirements(), host_constraints()
+        wheels = self.root / "wheels"
+        stamp = _digest(*reqs, "--", *pins)
+        if not (wheels / ".stamp").is_file() or (wheels / ".stamp").read_text() != stamp:
+            if wheels.exists():
+                shutil.rmtree(wheels)
+            _pip_wheel(wheels, reqs, pins)
+            (wheels / ".stamp").write_text(stamp)
+        shutil.copyfile(DOCKERFILE, self.root / "Dockerfile")
+        _sync(PACKAGE_ROOT, self.root / "gymctl")
+        (self.root / "bin").mkdir(exist_ok=True)
+        launcher = self.root / "bin" / "gymctl"
+        launcher.write_text('#!/bin/sh\nexec python3 -m gymctl "$@"\n')
+        launcher.chmod(0o755)
+        return _digest(stamp, tree_digest(self.root / "gymctl"), DOCKERFILE.read_text())
+
+    def prepare_unit(self, unit: ImageUnit) -> str:
+        """units/<SERVER_DIR>/{servers,reqs}: the unit's server code and its own requirements' wheels."""
+        base = self.root / "units" / unit.name
+        if base.exists():
+            shutil.rmtree(base)
+        servers = base / "servers"
+        servers.mkdir(parents=True)
+        (servers / ".gymctl-unit").write_text(unit.name + "\n")
+        lines: list[str] = []
+        for src, rel in zip(unit.server_dirs, unit.rel_dirs):
+            _sync(src, servers / rel)
+            req = src / "requirements.txt"
+            if req.is_file():
+                lines += [ln.strip() for ln in req.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        reqs = base / "reqs"
+        reqs.mkdir()
+        (reqs / "requirements.txt").write_text("\n".join(dict.fromkeys(lines)) + ("\n" if lines else ""))
+        if lines:
+            _pip_wheel(reqs, list(dict.fromkeys(lines)), host_constraints())
+        return tree_digest(base)
+
+    def select(self, unit: ImageUnit) -> None:
+        """Send only this unit's dir to the engine (the classic builder tars the whole context otherwise)."""
+        (self.root / ".dockerignore").write_text(f"units/*\n!units/{unit.name}\n" if "/" not in unit.name else
+                                                 f"units/*\n!units/{unit.name.split('/')[0]}\nunits/{unit.name.split('/')[0]}/*\n!units/{unit.name}\n")
