@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from gymctl.errors import InputError, UsageError
 from gymctl.rollouts.metrics import digest_output, fetch_aggregate_metrics, write_aggregate_metrics
@@ -76,6 +77,7 @@ class Collector:
         self.stats = RolloutStats()
         self.resume = ResumeState()
         self._agent_ref = {"type": "responses_api_agents", "name": spec.agent}
+        self._run_url = URL(self.agent_url + "/run")  # parsed once, not per request
         self._stopping = asyncio.Event()
         self._timeout = aiohttp.ClientTimeout(total=spec.timeout_s) if spec.timeout_s else aiohttp.ClientTimeout(total=None)
         self._out: JsonlAppender | None = None
@@ -159,7 +161,7 @@ class Collector:
         attempt = 0
         while True:
             try:
-                async with self.session.post(self.agent_url + "/run", data=data, headers=self.headers, timeout=self._timeout) as r:
+                async with self.session.post(self._run_url, data=data, headers=self.headers, timeout=self._timeout) as r:
                     raw = await r.read()
                     status = r.status
                 break

@@ -26,7 +26,7 @@ class ResumeState:
 
 
 def truncate_torn_tail(path: Path) -> int:
-    """If the file does not end with a newline, cut it back to the last one; return the bytes removed."""
+    """If the file ends in a torn line (no newline, not a whole JSON object), cut it away; return the bytes removed."""
     size = path.stat().st_size
     if size == 0:
         return 0
@@ -47,10 +47,23 @@ def truncate_torn_tail(path: Path) -> int:
                 keep = start + i + 1
                 break
             pos = start
+        f.seek(keep)
+        tail = f.read()
+        if _is_object(tail):  # a whole row that only lacks its newline (a hand-made file): keep it
+            f.seek(size)
+            f.write(b"\n")
+            return 0
         f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())
     return size - keep
+
+
+def _is_object(raw: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(raw), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None]]:

@@ -155,3 +155,11 @@ def test_reading_the_input_and_digesting_the_output_keep_memory_flat(tmp_path):
     body = orjson.loads(digest.body_path.read_bytes())
     assert len(body["verify_responses"]) == 20000
     assert body["verify_responses"][0] == {"reward": 1.0, "_ng_task_index": 0, "_ng_rollout_index": 0, "response": {"usage": {"total_tokens": 3}}}
+
+
+def test_a_whole_last_row_that_only_lacks_its_newline_is_kept(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b'{"_ng_task_index": 0, "_ng_rollout_index": 0}\n{"_ng_task_index": 1, "_ng_rollout_index": 0}')
+    state = scan_output(out)
+    assert state.torn_bytes == 0 and state.done == {(0, 0), (1, 0)}
+    assert out.read_bytes().endswith(b"}\n")
