@@ -78,6 +78,10 @@ def print_summary(s, as_json: bool, in_process: bool = False) -> None:
     ]
     if s.cpu_s is not None and s.written + s.failed:
         lines.append(f"  cpu         {s.cpu_s * 1000 / (s.written + s.failed):.2f} ms per rollout in this process{in_process}")
+    if s.torn_bytes:
+        lines.append(f"  repaired    cut a torn last line ({s.torn_bytes} bytes) that an interrupted run left in the output")
+    if s.bad_output_lines:
+        lines.append(f"  warning     output lines {', '.join(map(str, s.bad_output_lines))} are not rollouts; they were left as they are")
     if s.failures_path:
         lines.append(f"  failures    {s.failures_path} (each with its reason); run the same command again to retry them")
     if s.aggregate_metrics_path:

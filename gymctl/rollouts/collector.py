@@ -219,6 +219,7 @@ class Collector:
             mean_reward=digest.mean_reward, mean_reward_this_run=st.mean_reward, latency_s=st.latency_percentiles(),
             elapsed_s=elapsed, throughput=(st.finished / elapsed if elapsed > 0 else 0.0),
             failures_path=str(failures_path) if st.failed else None, interrupted=interrupted, cpu_s=cpu_s,
+            torn_bytes=self.resume.torn_bytes, bad_output_lines=self.resume.bad_lines[:20],
         )
         if not st.failed:
             failures_path.unlink(missing_ok=True)

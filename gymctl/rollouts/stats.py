@@ -90,6 +90,8 @@ class Summary:
     aggregate_metrics_path: str | None = None
     aggregate_metrics_error: str | None = None
     interrupted: bool = False
+    torn_bytes: int = 0  # an incomplete last line an interrupted run left, cut away before appending
+    bad_output_lines: list[int] = field(default_factory=list)  # output lines that are not rollouts (left in place)
     cpu_s: float | None = None  # CPU time of this process during the collection (user + system)
 
     def to_dict(self) -> dict[str, object]:

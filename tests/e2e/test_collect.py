@@ -128,6 +128,7 @@ def test_kill_9_half_way_then_the_same_command_finishes_with_one_row_per_pair(gy
     assert written < 2000 and out.read_bytes().count(b"\n") < 2000  # really killed half-way
     res = cli("collect", "--head", gymctl_deployment.head_url, "--agent", AGENT, "--input", str(src), "--output", str(out), "--concurrency", "64")
     assert res.returncode == 0, res.stderr
+    assert "already in the output (resumed)" in res.stdout
     rows = read_rows(out)  # every line is whole
     assert len(rows) == 2000
     assert pairs(rows) == {(t, 0) for t in range(2000)}

@@ -95,6 +95,7 @@ async def test_a_torn_line_left_by_a_crash_is_repaired_before_appending(example,
     summary = await collect(session, dep, CollectSpec(agent=AGENT, input_path=EXAMPLE_DATA, output_path=out, num_repeats=2))
     rows = read_rows(out)  # every line parses
     assert len(rows) == 10 and summary.resumed == 2 and summary.written == 8
+    assert summary.torn_bytes == len(b'{"response": {"id": "resp_torn", "outp')
     assert len({(r["_ng_task_index"], r["_ng_rollout_index"]) for r in rows}) == 10
 
 
