@@ -41,6 +41,21 @@ class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
     failures: int = 0
     failure_samples: list[str] = field(default_factory=list)
+    completed_at: list[float] = field(default_factory=list)  # seconds from the start, successes only
+    last_issue_s: float = 0.0  # when the last request was sent
+
+    def steady_rate(self, from_s: float) -> float:
+        """Little's law over the rollouts started at or after `from_s` (the ramp's end) while every worker was
+        busy: in-flight / mean latency. Unbiased by the ramp and the drain, unlike counting in a window."""
+        lat = [ms / 1000 for ms, done in zip(self.latencies_ms, self.completed_at)
+               if done - ms / 1000 >= from_s and done - ms / 1000 <= self.last_issue_s]
+        return self.concurrency / (sum(lat) / len(lat)) if lat else 0.0
+
+    def rate_between(self, start_s: float, end_s: float) -> float:
+        """Successes per second that completed within [start_s, end_s] (a steady-state window)."""
+        if end_s <= start_s:
+            return 0.0
+        return sum(1 for t in self.completed_at if start_s <= t <= end_s) / (end_s - start_s)
 
     @property
     def succeeded(self) -> int:
@@ -85,8 +100,12 @@ def raise_open_files_limit(wanted: int = 65536) -> int:
 
 
 async def run_load(url: str, rows: list[dict], requests: int, concurrency: int, timeout_s: float = 600.0,
-                   session: aiohttp.ClientSession | None = None) -> LoadResult:
-    """POST `requests` rows (cycling through `rows`) to `url` with `concurrency` in flight at once."""
+                   session: aiohttp.ClientSession | None = None, ramp_s: float = 0.0) -> LoadResult:
+    """POST `requests` rows (cycling through `rows`) to `url` with `concurrency` in flight at once.
+
+    With `ramp_s`, the workers start evenly spread over that many seconds instead of all at once,
+    so the run reaches a steady state (arrivals spread out) rather than synchronized waves.
+    """
     if requests < 1 or concurrency < 1:
         raise ValueError(f"requests ({requests}) and concurrency ({concurrency}) must be >= 1")
     bodies = [json.dumps(row).encode() for row in rows]
@@ -99,12 +118,16 @@ async def run_load(url: str, rows: list[dict], requests: int, concurrency: int, 
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         )
 
-    async def worker() -> None:
+    async def worker(k: int) -> None:
         nonlocal next_index
+        if ramp_s > 0:
+            await asyncio.sleep(k * ramp_s / concurrency)
         while next_index < requests:
             i = next_index
             next_index += 1
             started = time.perf_counter()
+            if next_index == requests:
+                result.last_issue_s = started - t0
             try:
                 async with session.post(url, data=bodies[i % len(bodies)],
                                         headers={"Content-Type": "application/json"}) as resp:
@@ -112,17 +135,19 @@ async def run_load(url: str, rows: list[dict], requests: int, concurrency: int, 
                     if resp.status != 200:
                         raise RuntimeError(f"HTTP {resp.status}: {raw[:200]!r}")
                     json.loads(raw)
-                result.latencies_ms.append((time.perf_counter() - started) * 1000.0)
+                done = time.perf_counter()
+                result.latencies_ms.append((done - started) * 1000.0)
+                result.completed_at.append(done - t0)
             except Exception as e:  # noqa: BLE001 - every failure is counted, the run goes on
                 result.failures += 1
                 if len(result.failure_samples) < 5:
                     result.failure_samples.append(f"{type(e).__name__}: {e}"[:300])
 
-    started = time.perf_counter()
+    t0 = time.perf_counter()
     try:
-        await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
+        await asyncio.gather(*(worker(k) for k in range(min(concurrency, requests))))
     finally:
-        result.elapsed_s = time.perf_counter() - started
+        result.elapsed_s = time.perf_counter() - t0
         if own:
             await session.close()
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import statistics
 import time
 
@@ -52,22 +53,35 @@ def measure_system(system: System, stub_url: str, requests: int = 1000, concurre
     }
 
 
-def measure_sweep_point(system: System, stub_url: str, in_flight: int, stub_delay_s: float, requests: int,
-                        pss_ready: float) -> dict:
-    """`requests` rollouts with `in_flight` at once against a stub that waits `stub_delay_s` per model call."""
+def measure_sweep_point(system: System, stub_url: str, in_flight: int, stub_delay_s: float, pss_ready: float,
+                        min_window_s: float = 5.0) -> dict:
+    """Steady state with `in_flight` rollouts against a stub that waits `stub_delay_s` per model call.
+
+    The client's workers start spread over one rollout time (2 model calls), then each keeps one
+    rollout in flight; throughput is counted over the steady window that follows (at least one
+    rollout time, at least `min_window_s`) by Little's law (in flight / mean latency of the rollouts
+    started in it), and compared with the ideal in_flight / rollout time.
+    """
     rows = load_rows()
     run_url = system.agent_run_url()
-    ideal = in_flight / (2 * stub_delay_s)  # a rollout makes two model calls
+    rollout_s = 2 * stub_delay_s
+    ideal = in_flight / rollout_s
+    window_s = max(rollout_s, min_window_s)
+    requests = in_flight + max(in_flight, math.ceil(ideal * window_s))
     with PssSampler(system.processes, interval=1.0) as sampler:
-        load = asyncio.run(run_load(run_url, rows, requests, in_flight, timeout_s=max(120.0, 20 * stub_delay_s)))
+        load = asyncio.run(run_load(run_url, rows, requests, in_flight, ramp_s=rollout_s,
+                                    timeout_s=max(120.0, 10 * rollout_s)))
+    steady = load.steady_rate(rollout_s)
     peak = sampler.peak
     return {
         "in_flight": in_flight,
         "requests": requests,
         "stub_delay_s": round(stub_delay_s, 4),
-        "rollouts_per_s": round(load.rollouts_per_s, 1),
+        "window_s": round(load.last_issue_s - rollout_s, 2),
+        "rollouts_per_s": round(steady, 1),
+        "counted_rollouts_per_s": round(load.rate_between(rollout_s, load.last_issue_s), 1),
         "ideal_rollouts_per_s": round(ideal, 1),
-        "achieved_of_ideal": round(load.rollouts_per_s / ideal, 3) if ideal else None,
+        "achieved_of_ideal": round(steady / ideal, 3) if ideal else None,
         "failures": load.failures,
         "failure_samples": load.failure_samples,
         "p50_ms": round(load.p50_ms, 1),

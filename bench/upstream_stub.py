@@ -18,20 +18,21 @@ Endpoints
   POST /tokenize             vLLM's tokenizer endpoint: `{"tokens": [...], "count": n}`.
   GET  /v1/models            one model, `stub` (or whatever model was last asked for).
   GET  /_stub/requests       what the stub got: `{"count", "by_path", "last": [{"path", "body",
-                             "authorization"}]}` (the last `keep` requests, oldest first).
+                             "authorization", "t"}]}` (the last `keep` requests, oldest first; `t` is
+                             the arrival time, epoch seconds).
   DELETE /_stub/requests     forget them.
   POST /_stub/config         `{"delay_s": float, "reasoning": bool}`: change behaviour at run time.
   The `/v1` routes also answer without the prefix.
 
 Python API
-  stub = UpstreamStub(delay_s=0.0, reasoning=False, keep=100)
+  stub = UpstreamStub(delay_s=0.0, reasoning=False, keep=100)   # keep: how many requests to remember
   url = await stub.start(host="127.0.0.1", port=0)   # -> "http://127.0.0.1:PORT" (no /v1)
   await stub.stop();  stub.requests() -> the same dict as GET /_stub/requests
   runner, url = await start_stub(host, port, delay_s)            # aiohttp AppRunner + url
   with StubThread(delay_s=0.0) as stub: stub.url ...             # own loop in a daemon thread
-  with StubProcess(delay_s=0.0) as stub: stub.url ...            # `python -m bench.upstream_stub`
+  with StubProcess(delay_s=0.0, keep=100) as stub: stub.url ...            # `python -m bench.upstream_stub`
 
-CLI: `python -m bench.upstream_stub --port P [--host H] [--delay-s D] [--reasoning]`; it prints
+CLI: `python -m bench.upstream_stub --port P [--host H] [--delay-s D] [--reasoning] [--keep N]`; it prints
 `upstream stub listening on http://H:P` once it is listening.
 """
 
@@ -125,7 +126,8 @@ class UpstreamStub:
         body = orjson.loads(await request.read() or b"{}")
         self.count += 1
         self.by_path[request.path] += 1
-        self.last.append({"path": request.path, "body": body, "authorization": request.headers.get("Authorization")})
+        self.last.append({"path": request.path, "body": body, "authorization": request.headers.get("Authorization"),
+                          "t": time.time()})
         if self.delay_s > 0:
             await asyncio.sleep(self.delay_s)
         return body
@@ -263,9 +265,9 @@ class StubThread:
 class StubProcess:
     """The stub as a child process (`python -m bench.upstream_stub`), so it has its own core to run on."""
 
-    def __init__(self, delay_s: float = 0.0, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, delay_s: float = 0.0, host: str = "127.0.0.1", port: int = 0, keep: int = 100) -> None:
         self.argv = [sys.executable, "-m", "bench.upstream_stub", "--host", host, "--port", str(port),
-                     "--delay-s", str(delay_s)]
+                     "--delay-s", str(delay_s), "--keep", str(keep)]
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
@@ -309,10 +311,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay-s", type=float, default=0.0, help="fixed delay before every model reply")
     parser.add_argument("--reasoning", action="store_true", help="add reasoning_content to chat replies")
+    parser.add_argument("--keep", type=int, default=100, help="how many requests GET /_stub/requests shows")
     args = parser.parse_args(argv)
 
     async def serve() -> None:
-        stub = UpstreamStub(delay_s=args.delay_s, reasoning=args.reasoning)
+        stub = UpstreamStub(delay_s=args.delay_s, reasoning=args.reasoning, keep=args.keep)
         url = await stub.start(args.host, args.port)
         print(f"upstream stub listening on {url}", flush=True)
         try:

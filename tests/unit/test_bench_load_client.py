@@ -52,3 +52,24 @@ def test_bad_arguments_say_what_is_wrong(tmp_path):
     empty.write_text("\n")
     with pytest.raises(ValueError, match="no rows"):
         load_rows(empty)
+
+
+def test_ramped_run_reaches_a_steady_rate_close_to_in_flight_over_latency():
+    # 20 in flight, 0.1 s per reply: the steady rate is 20 / 0.1 s = 200/s once the ramp is over.
+    with StubThread(delay_s=0.1) as stub:
+        r = asyncio.run(run_load(stub.url + "/v1/responses", [{}], requests=20 + 200, concurrency=20, ramp_s=0.1))
+    assert r.failures == 0 and len(r.completed_at) == 220
+    assert r.completed_at[0] >= 0.1 and r.last_issue_s > 0.5
+    assert 120 <= r.rate_between(0.1, r.last_issue_s) <= 210
+
+
+def test_rate_between_counts_completions_in_the_window():
+    r = LoadResult(requests=4, concurrency=1, elapsed_s=4.0, completed_at=[0.5, 1.5, 2.5, 3.5])
+    assert r.rate_between(1.0, 3.0) == 1.0 and r.rate_between(2.0, 2.0) == 0.0
+
+
+def test_steady_rate_is_in_flight_over_mean_latency_after_the_ramp():
+    # two workers; rollouts started after the ramp (t >= 1) took 0.5 s on average: 2 / 0.5 = 4/s
+    r = LoadResult(requests=4, concurrency=2, elapsed_s=3.0, latencies_ms=[200.0, 200.0, 400.0, 600.0],
+                   completed_at=[0.3, 0.4, 1.4, 1.7], last_issue_s=1.2)
+    assert r.steady_rate(1.0) == pytest.approx(4.0)
