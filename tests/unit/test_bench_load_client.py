@@ -71,5 +71,5 @@ def test_rate_between_counts_completions_in_the_window():
 def test_steady_rate_is_in_flight_over_mean_latency_after_the_ramp():
     # two workers; rollouts started after the ramp (t >= 1) took 0.5 s on average: 2 / 0.5 = 4/s
     r = LoadResult(requests=4, concurrency=2, elapsed_s=3.0, latencies_ms=[200.0, 200.0, 400.0, 600.0],
-                   completed_at=[0.3, 0.4, 1.4, 1.7], last_issue_s=1.2)
+                   completed_at=[0.3, 0.4, 1.5, 1.7], last_issue_s=1.2)
     assert r.steady_rate(1.0) == pytest.approx(4.0)
