@@ -9,7 +9,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed-$extra-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[$extra]"
+  echo "Installing gymctl[$extra] into .venv (log: .venv/install.log) ..." >&2
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[$extra]"; } > .venv/install.log 2>&1; then
+    tail -30 .venv/install.log >&2
+    echo "setup: pip install failed; the full log is .venv/install.log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
