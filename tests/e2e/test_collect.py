@@ -122,9 +122,11 @@ def test_kill_9_half_way_then_the_same_command_finishes_with_one_row_per_pair(gy
     src = write_input(tmp_path / "in.jsonl", example_rows(), copies=400)  # 2,000 tasks x 1 repeat = 2,000 rollouts
     out = tmp_path / "out.jsonl"
     proc = _start_collect(gymctl_deployment.head_url, src, out, tmp_path / "run1.log")
-    written = _wait_rows(out, proc, 1000)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        written = _wait_rows(out, proc, 1000)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     assert written < 2000 and out.read_bytes().count(b"\n") < 2000  # really killed half-way
     res = cli("collect", "--head", gymctl_deployment.head_url, "--agent", AGENT, "--input", str(src), "--output", str(out), "--concurrency", "64")
     assert res.returncode == 0, res.stderr
@@ -140,9 +142,14 @@ def test_ctrl_c_keeps_what_was_written_and_the_rerun_completes(gymctl_deployment
     out = tmp_path / "out.jsonl"
     log = tmp_path / "run1.log"
     proc = _start_collect(gymctl_deployment.head_url, src, out, log)
-    _wait_rows(out, proc, 200)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 130
+    try:
+        _wait_rows(out, proc, 200)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     text = log.read_text()
     assert "Stopping: rows already written are kept; run the same command again to resume." in text
     assert "Interrupted:" in text and "Traceback" not in text
@@ -163,7 +170,7 @@ def test_progress_bar_on_a_terminal(gymctl_deployment, tmp_path):
                              "--output", str(tmp_path / "o.jsonl"), "--num-repeats", "20"], cwd=REPO, stdin=slave, stdout=slave, stderr=slave,
                             env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})
     os.close(slave)
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         try:
             data = os.read(master, 65536)
