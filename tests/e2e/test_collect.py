@@ -170,17 +170,27 @@ def test_progress_bar_on_a_terminal(gymctl_deployment, tmp_path):
                              "--output", str(tmp_path / "o.jsonl"), "--num-repeats", "20"], cwd=REPO, stdin=slave, stdout=slave, stderr=slave,
                             env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})
     os.close(slave)
+    import select
+
     chunks: list[bytes] = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    assert proc.wait(60) == 0
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 1)[0]:
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        assert proc.wait(10) == 0
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     screen = b"".join(chunks).decode(errors="replace")
     assert "100/100" in screen and "rollouts/s" in screen and "mean reward 1.000" in screen and "failures 0" in screen
     assert "━" in screen  # rich's bar
