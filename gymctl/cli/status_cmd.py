@@ -66,8 +66,11 @@ def _summary(st) -> str:
 
 
 def _watch(url: str, token: str | None, expect: int | None, interval_s: float) -> int:
-    """A live table, refreshed every `interval_s` until Ctrl-C; a head that goes away is shown, not fatal."""
-    from rich.console import Group
+    """A live table, refreshed every `interval_s` until Ctrl-C; a head that goes away is shown, not fatal.
+
+    On a terminal the table redraws in place; piped, each refresh is printed after the last.
+    """
+    from rich.console import Console, Group
     from rich.live import Live
     from rich.text import Text
 
@@ -75,22 +78,30 @@ def _watch(url: str, token: str | None, expect: int | None, interval_s: float) -
     from gymctl.runtime.loop import run as run_loop
     from gymctl.status import fetch_status
 
-    code = 1
-    with Live(refresh_per_second=4, redirect_stderr=False, auto_refresh=False) as live:
+    def view() -> tuple[int, Group | Text]:
+        stamp = time.strftime("%H:%M:%S")
         try:
-            while True:
-                stamp = time.strftime("%H:%M:%S")
-                try:
-                    st = run_loop(fetch_status(url, token=token, expect=expect))
-                    code = 0 if st.ok else 1
-                    view = Group(_table(st), Text(f"{_summary(st)}   (updated {stamp}; Ctrl-C to quit)"))
-                except GymctlError as e:  # head restarting, wrong token: keep watching
-                    code = 1
-                    view = Text(f"{type(e).__name__}: {e}   (updated {stamp}; Ctrl-C to quit)", style="red")
-                live.update(view, refresh=True)
-                time.sleep(interval_s)
-        except KeyboardInterrupt:
-            pass
+            st = run_loop(fetch_status(url, token=token, expect=expect))
+        except GymctlError as e:  # head restarting, wrong token: keep watching
+            return 1, Text(f"{type(e).__name__}: {e}   (updated {stamp}; Ctrl-C to quit)", style="red")
+        return (0 if st.ok else 1), Group(_table(st), Text(f"{_summary(st)}   (updated {stamp}; Ctrl-C to quit)"))
+
+    code = 1
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    try:
+        if console.is_terminal:
+            with Live(console=console, auto_refresh=False, redirect_stderr=False) as live:
+                while True:
+                    code, shown = view()
+                    live.update(shown, refresh=True)
+                    time.sleep(interval_s)
+        while True:
+            code, shown = view()
+            console.print(shown)
+            sys.stdout.flush()
+            time.sleep(interval_s)
+    except KeyboardInterrupt:
+        pass
     return code
 
 

@@ -9,6 +9,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 
 from tests.conftest import REPO
 from tests.e2e.test_separated_support import cli, separated, wait_until  # noqa: F401
@@ -83,3 +84,23 @@ def test_expect_in_json(separated):
     assert res.returncode == 0 and '"healthy": 4' in res.stdout and '"expect": 4' in res.stdout
     res = cli("status", "--json", "--expect", "9", "--head", run.head_url)
     assert res.returncode == 1 and '"ok": false' in res.stdout
+
+
+def test_watch_piped_prints_each_refresh(separated):
+    run = separated()
+    proc = subprocess.Popen([sys.executable, "-m", "gymctl", "status", "--watch", "--interval", "0.3", "--head", run.head_url],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        seen = ""
+        while seen.count("4 instances (4 healthy") < 2 and time.monotonic() < deadline:
+            seen += proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = seen + out
+    assert proc.returncode == 0, out
+    assert out.count("4 instances (4 healthy, 0 unhealthy)") >= 2 and "Traceback" not in out
