@@ -101,7 +101,9 @@ def collect(
     output = output or picked.get("output")
     missing = [flag(k, o) for k, o, v in (("agent_name", "--agent", agent), ("input_jsonl_fpath", "--input", input), ("output_jsonl_fpath", "--output", output)) if not v]
     if missing:
-        raise UsageError(f"missing {', '.join(missing)}; e.g. gymctl collect --agent AGENT --input IN.jsonl --output OUT.jsonl")
+        example = ("ng_collect_rollouts +agent_name=AGENT +input_jsonl_fpath=IN.jsonl +output_jsonl_fpath=OUT.jsonl" if ng
+                   else "gymctl collect --agent AGENT --input IN.jsonl --output OUT.jsonl")
+        raise UsageError(f"missing {', '.join(missing)}; e.g. {example}")
     spec = CollectSpec(
         agent=str(agent), input_path=Path(str(input)), output_path=Path(str(output)),
         num_repeats=_int("num_repeats", num_repeats if num_repeats is not None else picked.get("num_repeats", 1)) or 0,

@@ -84,6 +84,8 @@ def print_summary(s, as_json: bool, in_process: bool = False) -> None:
         lines.append(f"  warning     output lines {', '.join(map(str, s.bad_output_lines))} are not rollouts; they were left as they are")
     if s.failures_path:
         lines.append(f"  failures    {s.failures_path} (each with its reason); run the same command again to retry them")
+        for kind, n in sorted(s.failure_kinds.items(), key=lambda kv: -kv[1]):
+            lines.append(f"              {n} x {kind}, e.g. {s.first_reasons.get(kind, '')[:300]}")
     if s.aggregate_metrics_path:
         lines.append(f"  metrics     {s.aggregate_metrics_path}")
     elif s.aggregate_metrics_error:

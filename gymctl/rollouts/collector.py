@@ -207,7 +207,7 @@ class Collector:
         if status is not None:
             row["status"] = status
         self._failures.write(row)
-        self.stats.record_failure(latency)
+        self.stats.record_failure(latency, kind, reason)
 
     async def _finish(self, failures_path: Path, interrupted: bool) -> Summary:
         spec, st = self.spec, self.stats
@@ -219,7 +219,7 @@ class Collector:
             mean_reward=digest.mean_reward, mean_reward_this_run=st.mean_reward, latency_s=st.latency_percentiles(),
             elapsed_s=elapsed, throughput=(st.finished / elapsed if elapsed > 0 else 0.0),
             failures_path=str(failures_path) if st.failed else None, interrupted=interrupted, cpu_s=cpu_s,
-            torn_bytes=self.resume.torn_bytes, bad_output_lines=self.resume.bad_lines[:20],
+            torn_bytes=self.resume.torn_bytes, failure_kinds=dict(st.failure_kinds), first_reasons=dict(st.first_reasons), bad_output_lines=self.resume.bad_lines[:20],
         )
         if not st.failed:
             failures_path.unlink(missing_ok=True)

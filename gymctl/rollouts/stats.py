@@ -37,6 +37,8 @@ class RolloutStats:
     started: float = field(default_factory=time.monotonic)
     cpu_started: float = field(default_factory=process_cpu_s)
     latencies_s: array = field(default_factory=lambda: array("d"))
+    failure_kinds: dict[str, int] = field(default_factory=dict)
+    first_reasons: dict[str, str] = field(default_factory=dict)  # one example reason per kind
 
     def record_success(self, latency_s: float, reward: float | None) -> None:
         self.done += 1
@@ -45,8 +47,11 @@ class RolloutStats:
             self.reward_sum += reward
             self.rewarded += 1
 
-    def record_failure(self, latency_s: float | None) -> None:
+    def record_failure(self, latency_s: float | None, kind: str = "failed", reason: str = "") -> None:
         self.failed += 1
+        self.failure_kinds[kind] = self.failure_kinds.get(kind, 0) + 1
+        if kind not in self.first_reasons:
+            self.first_reasons[kind] = reason
         if latency_s is not None:
             self.latencies_s.append(latency_s)
 
@@ -90,6 +95,8 @@ class Summary:
     aggregate_metrics_path: str | None = None
     aggregate_metrics_error: str | None = None
     interrupted: bool = False
+    failure_kinds: dict[str, int] = field(default_factory=dict)
+    first_reasons: dict[str, str] = field(default_factory=dict)
     torn_bytes: int = 0  # an incomplete last line an interrupted run left, cut away before appending
     bad_output_lines: list[int] = field(default_factory=list)  # output lines that are not rollouts (left in place)
     cpu_s: float | None = None  # CPU time of this process during the collection (user + system)

@@ -102,6 +102,7 @@ def test_upstream_timeout_500_garbage_and_hang_up_each_fail_with_a_reason_and_th
     res = collect(faulty_deployment, src, out)
     assert res.returncode == 1, res.stderr  # failures happened: non-zero, but everything else was collected
     assert "Collected: 2 rollouts written, 4 failed" in res.stdout
+    assert f"4 x agent_run_error, e.g. agent {AGENT} /run answered 502" in res.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["_ng_task_index"] for r in rows) == [0, 5] and all(r["reward"] == 1.0 for r in rows)
     reasons = {f["_ng_task_index"]: f["reason"] for f in map(json.loads, (tmp_path / "out_failures.jsonl").read_text().splitlines())}

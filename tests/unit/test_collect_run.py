@@ -84,6 +84,7 @@ async def test_bad_lines_fail_with_their_reason_and_the_rest_is_collected(exampl
     failures = read_rows(tmp_path / "out_failures.jsonl")
     assert sorted((f["_ng_task_index"], f["_ng_rollout_index"]) for f in failures) == [(1, 0), (1, 1), (2, 0), (2, 1)]
     assert all(f["_ng_failure_class"] == "input_error" and f["reason"].startswith(f"{src}:") for f in failures)
+    assert summary.failure_kinds == {"input_error": 4} and summary.first_reasons["input_error"].startswith(f"{src}:2: not valid JSON")
 
 
 async def test_a_torn_line_left_by_a_crash_is_repaired_before_appending(example, tmp_path):
@@ -152,7 +153,7 @@ def test_cli_names_missing_arguments_in_the_form_used(capsys, tmp_path):
     code, _, err = cli(capsys, "--input", str(EXAMPLE_DATA))
     assert code == 2 and "UsageError: missing --agent, --output" in err
     code, _, err = cli(capsys, "--ng", "+input_jsonl_fpath=x.jsonl")
-    assert code == 2 and "UsageError: missing +agent_name=, +output_jsonl_fpath=" in err
+    assert code == 2 and "UsageError: missing +agent_name=, +output_jsonl_fpath=; e.g. ng_collect_rollouts +agent_name=AGENT" in err
 
 
 def test_cli_unknown_agent_with_config_starts_in_process_and_lists_agents(capsys, tmp_path):
