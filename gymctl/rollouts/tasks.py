@@ -46,7 +46,7 @@ def iter_tasks(path: Path, limit: int | None = None) -> Iterator[Task]:
             if not raw.strip():
                 continue
             try:
-                data = orjson.loads(raw)
+                data = orjson.loads(raw.rstrip(b"\r\n"))  # so a cut line reads "unexpected end", not "control character"
             except orjson.JSONDecodeError as e:
                 yield Task(index, line_no, None, str(InputError(f"not valid JSON ({e})", source=str(path), line=line_no)))
             else:
