@@ -85,6 +85,11 @@ class Child:
         self._log: IO[bytes] | None = None
 
     @property
+    def output_fd(self) -> int | None:
+        """Read end of the child's output pipe until `attach()` takes it over."""
+        return self._read_fd
+
+    @property
     def running(self) -> bool:
         return self.pid is not None and self.returncode is None
 

@@ -1,0 +1,202 @@
+"""Supervises the separated runtime's children: readiness, exit reports, restarts with backoff, the stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+
+from gymctl.config.model import GymConfig
+from gymctl.errors import NotReadyError, StartupError
+from gymctl.runtime.children import Child, OutputSink, describe_exit
+from gymctl.server.auth import auth_headers
+from gymctl.server.serving import bind_socket
+
+RestartPolicy = Literal["no", "on-failure"]
+READY_TIMEOUT_S = 60.0
+GRACE_S = 15.0  # SIGTERM -> SIGKILL (a server drains in-flight requests for up to 10 s)
+BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # restart delays; reset once a child stayed up STABLE_S
+STABLE_S = 30.0
+
+
+@dataclass
+class ProcessRow:
+    """One line of the ready table."""
+
+    instance: str
+    server_type: str
+    impl: str
+    url: str
+    pid: int | None
+
+
+def _port_free(port: int) -> bool:
+    try:
+        bind_socket("127.0.0.1", port, "restart").close()
+        return True
+    except Exception:
+        return False
+
+
+class Supervisor:
+    """Starts the children, waits for the head's readiness, restarts crashed children, stops them all."""
+
+    def __init__(self, cfg: GymConfig, children: list[Child], *, restart: RestartPolicy, sink: OutputSink, token: str | None) -> None:
+        self.cfg = cfg
+        self.head, *self.instances = children
+        self.children = children
+        self.restart = restart
+        self.sink = sink
+        self.token = token
+        self.ready = False
+        self.stop_event = asyncio.Event()
+        self.forced = False
+        self.failure: StartupError | None = None
+        self.exit_code = 0
+        self._watchers: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    # -- signals -----------------------------------------------------------------------------
+    def install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if not self.stop_event.is_set():
+            self.sink.note(f"{signal.Signals(sig).name}: stopping every process (again to force) ...")
+            self.stop_event.set()
+            return
+        if not self.forced:
+            self.forced = True
+            self.sink.note(f"{signal.Signals(sig).name} again: forcing the stop (SIGKILL to every process group)")
+            for child in self.children:
+                child.signal_group(signal.SIGKILL)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def run(self) -> int:
+        for child in self.children:
+            await child.attach()
+        self._watchers = [asyncio.create_task(self._watch(c)) for c in self.children]
+        try:
+            await self._wait_ready()
+            await self.stop_event.wait()
+        finally:
+            await self.shutdown()
+        if self.failure is not None:
+            raise self.failure
+        return 130 if self.forced else self.exit_code
+
+    async def _wait_ready(self) -> None:
+        t0 = time.monotonic()
+        url = self.cfg.head_url + "/health"
+        last: Any = None
+        async with aiohttp.ClientSession(headers=auth_headers(self.token)) as session:
+            while not self.stop_event.is_set():
+                try:
+                    async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                        last = await r.json(content_type=None)
+                        if r.status == 200:
+                            self.ready = True
+                            rows = [ProcessRow("head", "head", "registry", self.cfg.head_url, self.head.pid), *await self._rows(session)]
+                            _print_ready(self.cfg.head_url, rows, time.monotonic() - t0)
+                            return
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+                    pass
+                if time.monotonic() - t0 > READY_TIMEOUT_S:
+                    waiting = (last or {}).get("waiting_for") if isinstance(last, dict) else None
+                    tails = "\n".join(f"{c.name}: {line}" for c in self.children if c.name in (waiting or []) for line in list(c.tail)[-5:])
+                    self.stop_event.set()
+                    raise NotReadyError(
+                        f"head {self.cfg.head_url} not ready after {READY_TIMEOUT_S:.0f} s"
+                        + (f"; still waiting for {', '.join(waiting)}" if waiting else ""),
+                        service="head", status=str(last), log_tail=tails,
+                    )
+                await asyncio.sleep(0.05)
+
+    async def _rows(self, session: aiohttp.ClientSession) -> list[ProcessRow]:
+        async with session.get(self.cfg.head_url + "/server_instances", timeout=aiohttp.ClientTimeout(total=5)) as r:
+            items = await r.json(content_type=None)
+        rows = []
+        for item in items:
+            impl = item.get("name", "") + (f" (alias of {item['alias_of']})" if item.get("alias_of") else "")
+            rows.append(ProcessRow(item["process_name"], item.get("server_type", ""), impl, item.get("host_url") or item["url"], item.get("pid")))
+        return rows
+
+    async def _watch(self, child: Child) -> None:
+        """Report each exit of `child`; restart it on failure when asked; fail the start-up if it dies first."""
+        failures = 0
+        while True:
+            code = await child.wait()
+            if self._stopping:
+                return
+            ran_s = time.monotonic() - child.started_at
+            if not self.ready:
+                where = f"; full log: {child.log_path}" if child.log_path else ""
+                reason = child.last_error_line()
+                self.failure = StartupError(
+                    f"{child.name} exited with {describe_exit(code)} while starting"
+                    + (f": {reason}" if reason else "") + f"{where}; stopped the other processes",
+                    instance=child.name, exit_code=code, log_tail="\n".join(child.tail),
+                )
+                self.exit_code = 1
+                self.stop_event.set()
+                return
+            self.sink.note(f"{child.name} (pid {child.pid}) exited with {describe_exit(code)}")
+            if self.restart != "on-failure" or code == 0:
+                if not any(c.running for c in self.children):
+                    self.sink.note("no process left running")
+                    self.exit_code = 1
+                    self.stop_event.set()
+                return
+            failures = 0 if ran_s > STABLE_S else failures + 1
+            delay = BACKOFF_S[min(failures, len(BACKOFF_S)) - 1] if failures else BACKOFF_S[0]
+            child.restarts += 1
+            self.sink.note(f"restarting {child.name} in {delay:.1f} s (restart {child.restarts})")
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), delay)
+                return  # stopping meanwhile
+            except asyncio.TimeoutError:
+                pass
+            # Same port as before when it is still free: peers' cached routes stay right.
+            port = child.port if child is not self.head else None
+            await child.start({"GYMCTL_PORT": str(port)} if port and _port_free(port) else None)
+
+    async def shutdown(self) -> None:
+        """SIGTERM each process group (instances first, so they deregister), SIGKILL after the grace period."""
+        self._stopping = True
+        for group in (self.instances, [self.head]):
+            live = [c for c in group if c.running]
+            for c in live:
+                c.signal_group(signal.SIGTERM)
+            await self._wait_exit(live, GRACE_S)
+        for child in self.children:  # anything left, grandchildren included
+            child.signal_group(signal.SIGKILL)
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        codes = ", ".join(f"{c.name} {describe_exit(c.returncode)}" for c in self.children if c.pid is not None)
+        self.sink.note(f"stopped; exit codes: {codes}")
+        for child in self.children:
+            child.close()
+
+    async def _wait_exit(self, children: list[Child], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while any(c.running for c in children) and time.monotonic() < deadline:
+            if self.forced:
+                break
+            await asyncio.sleep(0.05)
+        for c in children:
+            if c.running:
+                self.sink.note(f"{c.name} (pid {c.pid}) still running after {timeout:.0f} s: SIGKILL")
+                c.signal_group(signal.SIGKILL)
+        while any(c.running for c in children):
+            await asyncio.sleep(0.02)
+
+
+def _print_ready(head_url: str, rows: list[ProcessRow], elapsed_s: float) -> None:
+    from gymctl.cli.console import print_processes  # the one console table; the CLI owns rich
+
+    print_processes(head_url, rows, elapsed_s)
