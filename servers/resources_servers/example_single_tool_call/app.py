@@ -66,10 +66,21 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
 
     @router.post("/aggregate_metrics")
     async def aggregate_metrics(rows: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
-        items = rows if isinstance(rows, list) else rows.get("rollouts") or rows.get("verify_responses") or []
-        rewards = [float(r.get("reward", 0.0)) for r in items if isinstance(r, dict)]
+        """NeMo Gym's shape ({verify_responses: [...]} -> agent_metrics, key_metrics, group_level_metrics)."""
+        items = rows if isinstance(rows, list) else rows.get("verify_responses") or rows.get("rollouts") or []
+        by_task: dict[Any, list[float]] = {}
+        for r in items:
+            if isinstance(r, dict):
+                by_task.setdefault(r.get("_ng_task_index"), []).append(float(r.get("reward", 0.0)))
+        rewards = [x for xs in by_task.values() for x in xs]
         n = len(rewards)
-        return {"num_rollouts": n, "mean_reward": (sum(rewards) / n) if n else None, "num_reward_1": sum(1 for r in rewards if r == 1.0)}
+        mean = (sum(rewards) / n) if n else None
+        agent = {"num_rollouts": n, "mean/reward": mean, "max/reward": max(rewards, default=None), "min/reward": min(rewards, default=None)}
+        groups = [{"_ng_task_index": t, "num_rollouts": len(xs), "mean/reward": sum(xs) / len(xs)} for t, xs in by_task.items() if t is not None]
+        return {
+            "agent_metrics": agent, "key_metrics": {"mean/reward": mean}, "group_level_metrics": groups,
+            "num_rollouts": n, "mean_reward": mean,  # flat copies for a quick look
+        }
 
     app.include_router(router)
     return app
