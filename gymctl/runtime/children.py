@@ -26,6 +26,7 @@ class OutputSink:
         self.width = width
         self.color = self.stream.isatty() and not os.environ.get("NO_COLOR")
         self._colors: dict[str, int] = {}
+        self.closed = False
 
     def _label(self, name: str) -> str:
         label = f"{name:<{self.width}}"
@@ -35,8 +36,13 @@ class OutputSink:
         return f"\x1b[{code}m{label}\x1b[0m"
 
     def line(self, name: str, text: str) -> None:
-        self.stream.write(f"{self._label(name)} | {text}\n")
-        self.stream.flush()
+        if self.closed:
+            return
+        try:
+            self.stream.write(f"{self._label(name)} | {text}\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # console gone (closed pipe): keep draining children, log files still get it
+            self.closed = True
 
     def note(self, text: str) -> None:
         """A line from the runtime itself."""
