@@ -142,15 +142,21 @@ class GymctlSeparated(GymctlAllInOne):
 
 
 class GymctlContainers(System):
-    """`gymctl up --topology separated --wait` / `gymctl down`: one container per server."""
+    """`gymctl up --topology separated --wait` / `gymctl down`: the head plus one container per server.
+
+    The containers reach the upstream stub inside their own Compose network: a stub container (the
+    head image runs bench/upstream_stub.py, mounted) joins the stack's network as `bench-stub`, so no
+    traffic leaves the machine's container networks and the host's loopback.
+    """
 
     name = "gymctl_containers"
     ready_timeout_s = 300.0
+    STUB_ALIAS = "bench-stub"
 
     def __init__(self, log_dir: Path) -> None:
         super().__init__(log_dir)
         self.project = f"gymctl-bench-{os.getpid()}"
-        self._config_args: list[str] = []
+        self.stub_container = f"{self.project}-stub"
 
     def available(self) -> str | None:
         if shutil.which("docker") is None:
@@ -162,14 +168,13 @@ class GymctlContainers(System):
         return None
 
     def argv(self, stub_url: str, head_port: int) -> list[str]:
-        # Containers reach the stub on the host through the bridge gateway, not loopback.
-        stub_for_containers = stub_url.replace("127.0.0.1", "host.docker.internal")
         configs = [a for c in EXAMPLE_CONFIGS for a in ("--config", c)]
-        self._config_args = [*configs, "--set", f"head_server.port={head_port}",
-                             "--set", f"policy_base_url={stub_for_containers}/v1",
-                             "--set", "policy_api_key=dummy", "--set", "policy_model_name=stub"]
-        return [sys.executable, "-m", "gymctl", "up", "--topology", "separated", "--wait",
-                "--project-name", self.project, *self._config_args]
+        return [sys.executable, "-m", "gymctl", "up", "--topology", "separated", "--wait", "--project", self.project,
+                *configs, "--set", f"head_server.port={head_port}",
+                "--set", f"policy_base_url=http://{self.STUB_ALIAS}:8000/v1",
+                # an env reference with a default, not a literal: a literal key becomes a secret variable
+                # that only the model container gets, and the head container resolves the whole tree
+                "--set", "policy_api_key=${oc.env:BENCH_POLICY_API_KEY,dummy}", "--set", "policy_model_name=stub"]
 
     def start(self, stub_url: str) -> float:
         """`gymctl up --wait` returns once the stack is up (detached); then the head must answer /health."""
@@ -179,6 +184,12 @@ class GymctlContainers(System):
         port = free_port()
         self.head_url = f"http://127.0.0.1:{port}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        configs = [a for c in EXAMPLE_CONFIGS for a in ("--config", c)]
+        with open(self.log_path, "ab") as log:  # images are built before the clock starts (cached when unchanged)
+            built = subprocess.run([sys.executable, "-m", "gymctl", "build", "--topology", "separated", "--quiet",
+                                    *configs], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=900)
+        if built.returncode != 0:
+            raise SystemFailed(self.name, f"gymctl build exited {built.returncode}", log_tail(self.log_path))
         t0 = time.monotonic()
         with open(self.log_path, "ab") as log:
             try:
@@ -195,34 +206,63 @@ class GymctlContainers(System):
         except TimeoutError as e:
             self.kill()
             raise SystemFailed(self.name, f"head not ready: {e}", log_tail(self.log_path)) from None
+        self._start_stub_container()
         return ready - t0
 
+    def _start_stub_container(self) -> None:
+        nets = _docker("network", "ls", "--filter", f"label=com.docker.compose.project={self.project}",
+                       "--format", "{{.Name}}").split()
+        image = _docker("inspect", "-f", "{{.Config.Image}}", *self._container_ids()[:1]).strip()
+        if not nets or not image:
+            self.kill()
+            raise SystemFailed(self.name, f"no network/image found for project {self.project}", log_tail(self.log_path))
+        run = subprocess.run(["docker", "run", "-d", "--rm", "--name", self.stub_container, "--network", nets[0],
+                              "--network-alias", self.STUB_ALIAS,
+                              "-v", f"{REPO / 'bench'}:/bench:ro", "--entrypoint", "python", image,
+                              "/bench/upstream_stub.py", "--host", "0.0.0.0", "--port", "8000"],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            self.kill()
+            raise SystemFailed(self.name, f"stub container did not start: {run.stderr.strip()}", log_tail(self.log_path))
+        for _ in range(100):
+            if "listening" in subprocess.run(["docker", "logs", self.stub_container], capture_output=True,
+                                             text=True).stdout:
+                return
+            time.sleep(0.1)
+        self.kill()
+        raise SystemFailed(self.name, "stub container did not listen", log_tail(self.log_path))
+
+    def _container_ids(self) -> list[str]:
+        return _docker("ps", "-q", "--filter", f"label=io.gymctl.project={self.project}").split()
+
     def processes(self) -> list[psutil.Process]:
-        ids = subprocess.run(["docker", "ps", "-q", "--filter", f"label=io.gymctl.project={self.project}"],
-                             capture_output=True, text=True).stdout.split()
         procs: list[psutil.Process] = []
-        for cid in ids:
-            pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", cid],
-                                 capture_output=True, text=True).stdout.strip()
+        for cid in self._container_ids():
+            pid = _docker("inspect", "-f", "{{.State.Pid}}", cid).strip()
             if pid.isdigit() and int(pid) > 0:
                 procs.extend(tree(int(pid)))
         return procs
 
     def stop(self) -> tuple[float, int]:
+        subprocess.run(["docker", "rm", "-f", self.stub_container], capture_output=True)
         t0 = time.monotonic()
         with open(self.log_path, "ab") as log:
-            subprocess.run([sys.executable, "-m", "gymctl", "down", "--project-name", self.project,
-                            *self._config_args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=120)
+            subprocess.run([sys.executable, "-m", "gymctl", "down", "--project", self.project], cwd=REPO,
+                           stdout=log, stderr=subprocess.STDOUT, timeout=120)
         shutdown = time.monotonic() - t0
-        left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.gymctl.project={self.project}"],
-                              capture_output=True, text=True).stdout.split()
-        if left:
-            subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
-        self.proc = None
+        left = _docker("ps", "-aq", "--filter", f"label=io.gymctl.project={self.project}").split()
+        self.kill()
         return shutdown, len(left)
 
     def kill(self) -> None:
-        left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.gymctl.project={self.project}"],
-                              capture_output=True, text=True).stdout.split()
+        subprocess.run(["docker", "rm", "-f", self.stub_container], capture_output=True)
+        left = _docker("ps", "-aq", "--filter", f"label=io.gymctl.project={self.project}").split()
         if left:
             subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
+        nets = _docker("network", "ls", "-q", "--filter", f"label=com.docker.compose.project={self.project}").split()
+        if nets:
+            subprocess.run(["docker", "network", "rm", *nets], capture_output=True)
+
+
+def _docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True).stdout
