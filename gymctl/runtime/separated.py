@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,6 +81,19 @@ def _preload() -> bool:
     return threading.active_count() == 1 and hasattr(os, "fork")
 
 
+def process_started_at() -> float:
+    """When this process started, on the monotonic clock (Linux /proc), so "ready in" counts Python's start-up too."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+        return time.monotonic() - max(age, 0.0)
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+
+
 def check_port_free(host: str, port: int, owner: str) -> None:
     """Raise PortInUseError now rather than let a foreign server on that port take our registrations."""
     bind_socket(host, port, owner).close()
@@ -117,6 +131,7 @@ def run_separated(
     """Run the head and every instance as separate processes until SIGINT/SIGTERM; the exit code."""
     from gymctl.runtime.loop import run as run_loop
 
+    started_at = process_started_at()
     policy = check_restart(restart)
     check_port_free(cfg.head_host, cfg.head_port, "head_server.port")
     sink = OutputSink(width=max(len(n) for n in ["gymctl", "head", *cfg.instances]))
@@ -125,7 +140,7 @@ def run_separated(
     start_children(children, fork=fork)
 
     async def main() -> int:
-        sup = Supervisor(cfg, children, restart=policy, sink=sink, token=auth_token())
+        sup = Supervisor(cfg, children, restart=policy, sink=sink, token=auth_token(), started_at=started_at)
         sup.install_signals()
         return await sup.run()
 

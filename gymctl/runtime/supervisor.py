@@ -45,8 +45,10 @@ def _port_free(port: int) -> bool:
 class Supervisor:
     """Starts the children, waits for the head's readiness, restarts crashed children, stops them all."""
 
-    def __init__(self, cfg: GymConfig, children: list[Child], *, restart: RestartPolicy, sink: OutputSink, token: str | None) -> None:
+    def __init__(self, cfg: GymConfig, children: list[Child], *, restart: RestartPolicy, sink: OutputSink, token: str | None,
+                 started_at: float | None = None) -> None:
         self.cfg = cfg
+        self.started_at = started_at if started_at is not None else time.monotonic()  # for "ready in N s"
         self.head, *self.instances = children
         self.children = children
         self.restart = restart
@@ -92,7 +94,7 @@ class Supervisor:
         return 130 if self.forced else self.exit_code
 
     async def _wait_ready(self) -> None:
-        t0 = time.monotonic()
+        t0 = self.started_at
         url = self.cfg.head_url + "/health"
         last: Any = None
         async with aiohttp.ClientSession(headers=auth_headers(self.token)) as session:
