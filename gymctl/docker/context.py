@@ -19,6 +19,12 @@ DEFAULT_CONTEXT = REPO_ROOT / "images" / ".context"
 # Beyond gymctl's declared server set: what `gymctl serve` itself imports (the command line, fast JSON).
 IMAGE_EXTRAS = ("typer", "orjson")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", "venv", "tests", ".pytest_cache", "*.egg-info")
+# Container tooling runs on the host, never in a server image (the CLI skips verbs whose module is absent):
+# leaving it out keeps images smaller and unchanged when only the tooling changes.
+HOST_ONLY = shutil.ignore_patterns(
+    "__pycache__", "*.pyc", "compose", "docker",
+    *(f"{verb}_cmd.py" for verb in ("build", "images", "render", "up", "down", "ps", "logs", "restart")),
+)
 
 
 def server_requirements() -> list[str]:
@@ -67,10 +73,10 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _sync(src: Path, dst: Path) -> None:
+def _sync(src: Path, dst: Path, ignore=IGNORE) -> None:
     if dst.exists():
         shutil.rmtree(dst)
-    shutil.copytree(src, dst, ignore=IGNORE)
+    shutil.copytree(src, dst, ignore=ignore)
 
 
 class BuildContext:
@@ -91,7 +97,7 @@ class BuildContext:
             _pip_wheel(wheels, reqs, pins)
             (wheels / ".stamp").write_text(stamp)
         shutil.copyfile(DOCKERFILE, self.root / "Dockerfile")
-        _sync(PACKAGE_ROOT, self.root / "gymctl")
+        _sync(PACKAGE_ROOT, self.root / "gymctl", HOST_ONLY)
         (self.root / "bin").mkdir(exist_ok=True)
         launcher = self.root / "bin" / "gymctl"
         launcher.write_text('#!/bin/sh\nexec python3 -m gymctl "$@"\n')

@@ -108,7 +108,11 @@ class ComposeStack:
         worker.start()
         deadline = time.monotonic() + timeout_s
         while worker.is_alive():
-            progress(self.ps(), "starting")
+            states = self.ps()
+            progress(states, "starting")
+            bad = next((s for s in states if s.failed), None)
+            if bad:  # compose would wait for a dependency that keeps crashing: report it now
+                self._raise_container(bad)
             worker.join(0.25)
         if failure:
             self._raise_failed(failure[0])
@@ -157,7 +161,8 @@ class ComposeStack:
             raise StartupError(f"{s.service}: container is unhealthy\n{health_log(self.client, s.id)}", instance=s.instance, log_tail=tail)
         raise StartupError(
             f"{s.service}: container exited with code {s.exit_code} while starting (state {s.state}, {s.restarts} restart(s)); "
-            f"see `gymctl logs {s.instance}`", instance=s.instance, exit_code=s.exit_code, log_tail=tail,
+            f"see `gymctl logs {s.instance} -p {self.project}`, then `gymctl down -p {self.project}`",
+            instance=s.instance, exit_code=s.exit_code, log_tail=tail,
         )
 
     def _raise_failed(self, e: Exception) -> None:
@@ -208,6 +213,7 @@ class ComposeStack:
 
 def _check_free(host: str, port: int, owner: str) -> None:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are not "taken"
         try:
             s.bind((host, port))
         except OSError:

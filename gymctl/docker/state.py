@@ -54,7 +54,7 @@ def _ports(attrs: dict[str, Any]) -> list[str]:
 def container_states(client: Any, project: str) -> list[ContainerState]:
     """Every container of the compose project (running or not), ordered by service."""
     out = []
-    for c in client.containers.list(all=True, filters={"label": f"{COMPOSE_PROJECT}={project}"}):
+    for c in client.containers.list(all=True, filters={"label": f"{COMPOSE_PROJECT}={project}"}, ignore_removed=True):
         attrs = c.attrs
         st = attrs.get("State") or {}
         labels = (attrs.get("Config") or {}).get("Labels") or {}
