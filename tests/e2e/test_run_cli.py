@@ -107,3 +107,9 @@ def test_sigterm_stops_the_runtime(tmp_path):
     dep.proc.send_signal(signal.SIGTERM)
     assert dep.proc.wait(15) == 0
     assert "Stopped; nothing left running." in dep.log()
+
+
+def test_a_bad_flag_value_gets_usage_not_a_traceback():
+    res = cli("status", "--expect", "x")
+    assert res.returncode == 2
+    assert "Invalid value for '--expect'" in res.stderr and "Traceback" not in res.stderr
