@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, distributions, requires
+from importlib.metadata import PackageNotFoundError, requires
 from pathlib import Path
 
 from gymctl.compose.images import ImageUnit
@@ -36,13 +37,32 @@ def server_requirements() -> list[str]:
     return sorted({*(r.split(";")[0].strip() for r in reqs), *IMAGE_EXTRAS})
 
 
-def host_constraints() -> list[str]:
-    """Pin every package to the version installed here: the images run what the host's tests ran."""
-    pins = {}
-    for d in distributions():
-        name = (d.metadata["Name"] or "").strip()
-        if name and name.lower() != "gymctl" and re.fullmatch(r"[A-Za-z0-9._-]+", name):
-            pins[name.lower()] = f"{name}=={d.version}"
+def host_constraints(requirements: list[str]) -> list[str]:
+    """Pin the requirements' dependency closure to the versions installed here: images run what the host's tests ran.
+
+    Only the closure counts, so installing unrelated packages on the host does not rebuild the wheelhouse.
+    """
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+
+    pins: dict[str, str] = {}
+    todo = [(Requirement(r), frozenset(Requirement(r).extras)) for r in requirements]
+    while todo:
+        req, extras = todo.pop()
+        key = req.name.lower().replace("_", "-")
+        if key in pins or key == "gymctl":
+            continue
+        try:
+            dist = distribution(req.name)
+        except PackageNotFoundError:
+            continue  # pip resolves it freely
+        pins[key] = f"{dist.metadata['Name']}=={dist.version}"
+        for raw in dist.requires or []:
+            sub = Requirement(raw)
+            envs = [{"extra": e} for e in extras] or [{"extra": ""}]
+            if sub.marker is None or any(sub.marker.evaluate(env) for env in envs):
+                todo.append((sub, frozenset(sub.extras)))
     return sorted(pins.values())
 
 
@@ -52,7 +72,8 @@ def _pip_wheel(dest: Path, requirements: list[str], constraints: list[str]) -> N
     (dest / "constraints.txt").write_text("\n".join(constraints) + "\n")
     argv = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--wheel-dir", str(dest),
             "-r", str(dest / "requirements.txt"), "-c", str(dest / "constraints.txt")]
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}  # wheels built from sdists come out byte-identical
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise DockerError(f"building the wheelhouse failed (pip wheel, exit {proc.returncode}):\n{tail}", argv=argv, returncode=proc.returncode, stderr=proc.stderr)
@@ -88,7 +109,8 @@ class BuildContext:
     def prepare_shared(self) -> str:
         """Wheelhouse (rebuilt only when requirements or pins change), gymctl's source, the launcher script."""
         self.root.mkdir(parents=True, exist_ok=True)
-        reqs, pins = server_requirements(), host_constraints()
+        reqs = server_requirements()
+        pins = host_constraints(reqs)
         wheels = self.root / "wheels"
         stamp = _digest(*reqs, "--", *pins)
         if not (wheels / ".stamp").is_file() or (wheels / ".stamp").read_text() != stamp:
@@ -122,7 +144,7 @@ class BuildContext:
         reqs.mkdir()
         (reqs / "requirements.txt").write_text("\n".join(dict.fromkeys(lines)) + ("\n" if lines else ""))
         if lines:
-            _pip_wheel(reqs, list(dict.fromkeys(lines)), host_constraints())
+            _pip_wheel(reqs, list(dict.fromkeys(lines)), host_constraints(list(dict.fromkeys(lines))))
         return tree_digest(base)
 
     def select(self, unit: ImageUnit) -> None:

@@ -110,3 +110,19 @@ def test_status_is_green_with_internal_servers(example_images, stack_ut):
     r = gymctl("up", "--topology", "separated", "--wait", "-p", stack_ut.project, *stack_ut.config_args())
     assert r.returncode == 0, r.stderr
     assert gymctl("status", "--head", stack_ut.head_url).returncode == 0
+
+
+def test_rendered_file_runs_under_plain_docker_compose(example_images, stack_ut, tmp_path):
+    """What `docker compose up -d` on the root docker-compose.yml does, on free ports: no gymctl in the loop."""
+    from testcontainers.compose import DockerCompose
+
+    r = gymctl("render", "-t", "separated", "-o", str(tmp_path), "-p", stack_ut.project, *stack_ut.config_args())
+    assert r.returncode == 0, r.stderr
+    with DockerCompose(str(tmp_path), compose_file_name="docker-compose.yml", pull=False, wait=True):
+        deadline = time.monotonic() + 30
+        while http_json(stack_ut.head_url + "/health")[0] != 200:  # every instance registered
+            assert time.monotonic() < deadline, "head not ready 30 s after the containers were healthy"
+            time.sleep(0.2)
+        assert_registered_and_agents_healthy(stack_ut)
+        assert one_run(stack_ut)["reward"] == 1.0
+    assert stack_ut.labelled() == {"containers": [], "networks": [], "volumes": []}
