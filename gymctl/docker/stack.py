@@ -16,7 +16,7 @@ from typing import Any
 from gymctl.compose.render import RenderedStack
 from gymctl.docker.cli import nvidia_runtime, require_docker
 from gymctl.docker.images import missing_images
-from gymctl.docker.state import ContainerState, container_states, health_log, labelled, log_tail
+from gymctl.docker.state import ContainerState, container_states, health_log, labelled, last_exit_code, log_tail
 from gymctl.errors import DockerError, GymctlError, NotReadyError, PortInUseError, StartupError, UsageError
 
 Progress = Callable[[list[ContainerState], str], None]
@@ -54,6 +54,7 @@ class ComposeStack:
         self.project = project
         self.file = file if file and file.is_file() else None
         self.client = require_docker()
+        self.since = time.time()  # deaths after this are this run's (exit codes of restarted containers)
 
     def _compose(self) -> Any:
         from python_on_whales import DockerClient
@@ -95,6 +96,7 @@ class ComposeStack:
     def up(self, rendered: RenderedStack, *, wait: bool = True, timeout_s: float = 120.0, progress: Progress = lambda _s, _m: None) -> list[ContainerState]:
         """`compose up -d`; with `wait`, until every container is healthy and the head is ready."""
         self.preflight(rendered)
+        self.since = time.time()
         failure: list[Exception] = []
 
         def run() -> None:
@@ -159,10 +161,14 @@ class ComposeStack:
         tail = log_tail(self.client, s.id)
         if s.health == "unhealthy" and s.state == "running":
             raise StartupError(f"{s.service}: container is unhealthy\n{health_log(self.client, s.id)}", instance=s.instance, log_tail=tail)
+        code = s.exit_code
+        if s.state not in ("exited", "dead") or s.restarts:
+            code = last_exit_code(self.client, s.id, self.since - 1)
+            code = s.exit_code if code is None else code
         raise StartupError(
-            f"{s.service}: container exited with code {s.exit_code} while starting (state {s.state}, {s.restarts} restart(s)); "
+            f"{s.service}: container exited with code {code} while starting (state {s.state}, {s.restarts} restart(s)); "
             f"see `gymctl logs {s.instance} -p {self.project}`, then `gymctl down -p {self.project}`",
-            instance=s.instance, exit_code=s.exit_code, log_tail=tail,
+            instance=s.instance, exit_code=code, log_tail=tail,
         )
 
     def _raise_failed(self, e: Exception) -> None:

@@ -91,3 +91,15 @@ def labelled(client: Any, project: str) -> dict[str, list[str]]:
         "networks": [n.name for n in client.networks.list(filters=flt)],
         "volumes": [v.name for v in client.volumes.list(filters=flt)],
     }
+
+
+def last_exit_code(client: Any, container_id: str, since: float) -> int | None:
+    """The exit code of the container's latest death since `since` (a restarted container shows 0 in its state)."""
+    import time
+
+    code = None
+    events = client.events(since=int(since), until=int(time.time()) + 1, decode=True,
+                           filters={"type": "container", "event": "die", "container": container_id})
+    for ev in events:
+        code = int(((ev.get("Actor") or {}).get("Attributes") or {}).get("exitCode", code or 0))
+    return code
