@@ -37,7 +37,7 @@ def nvidia_runtime_or_none() -> bool | None:
         from gymctl.docker.cli import engine_client, nvidia_runtime
 
         return nvidia_runtime(engine_client())
-    except Exception:
+    except Exception:  # noqa: BLE001 - best effort: render works without an engine
         return None
 
 

@@ -10,7 +10,18 @@ import typer
 
 from gymctl.cli.build_cmd import BaseImageOpt, build_for
 from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt, load_from_cli
-from gymctl.cli.render_cmd import PrefixOpt, ProjectOpt, PublishHostOpt, TagOpt, TopologyOpt, project_of, render_config, stack_file, warn, write_file
+from gymctl.cli.render_cmd import (
+    PrefixOpt,
+    ProjectOpt,
+    PublishHostOpt,
+    TagOpt,
+    TopologyOpt,
+    project_of,
+    render_config,
+    stack_file,
+    warn,
+    write_file,
+)
 
 
 class _Progress:

@@ -126,8 +126,8 @@ def fixed_ports(cfg: GymConfig) -> dict[str, int]:
 def _gpu_warnings(cfg: GymConfig, settings: RenderSettings) -> list[str]:
     wanting = [f"{n} (gpus: {d.gpus})" for n, d in cfg.deployment.items() if d.gpus]
     if wanting and settings.nvidia_runtime is False:
-        return [f"{', '.join(wanting)} reserve NVIDIA GPUs, but this Docker engine has no NVIDIA runtime; "
-                "`gymctl up` will refuse to start (install nvidia-container-toolkit, or set gpus: 0)"]
+        return [(f"{', '.join(wanting)} reserve NVIDIA GPUs, but this Docker engine has no NVIDIA runtime; "
+                 "`gymctl up` will refuse to start (install nvidia-container-toolkit, or set gpus: 0)")]
     return []
 
 

@@ -99,6 +99,8 @@ def build_images(
         size = int(client.images.get(unit.image).attrs.get("Size", 0))
         results.append(BuiltImage(unit.name, unit.image, time.monotonic() - t0, True, size))
         progress(f"{unit.image}: built in {time.monotonic() - t0:.1f} s")
+    if any(r.built for r in results):  # the images these tags pointed at before are dead weight now
+        client.images.prune(filters={"dangling": True, "label": LABEL_IMAGE})
     return results
 
 

@@ -13,11 +13,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from python_on_whales.exceptions import DockerException
+
 from gymctl.compose.render import RenderedStack
 from gymctl.docker.cli import nvidia_runtime, require_docker
 from gymctl.docker.images import missing_images
-from gymctl.docker.state import ContainerState, container_states, health_log, labelled, last_exit_code, log_tail
-from gymctl.errors import DockerError, GymctlError, NotReadyError, PortInUseError, StartupError, UsageError
+from gymctl.docker.state import (
+    ContainerState,
+    container_states,
+    health_log,
+    labelled,
+    last_exit_code,
+    log_tail,
+)
+from gymctl.errors import (
+    DockerError,
+    GymctlError,
+    NotReadyError,
+    PortInUseError,
+    StartupError,
+    UsageError,
+)
 
 Progress = Callable[[list[ContainerState], str], None]
 
@@ -103,7 +119,7 @@ class ComposeStack:
             try:
                 with _env(rendered.secret_env):
                     self._compose().up(detach=True, remove_orphans=True, pull="never", quiet=True)
-            except Exception as e:  # reported by the waiting thread, with the failing container's logs
+            except DockerException as e:  # reported by the waiting thread, with the failing container's logs
                 failure.append(e)
 
         worker = threading.Thread(target=run, daemon=True)
@@ -189,7 +205,7 @@ class ComposeStack:
             raise StackNotUpError(f"stack {self.project!r} is not up; nothing to stop")
         try:
             self._compose().down(remove_orphans=True, volumes=volumes, timeout=10, quiet=True)
-        except Exception as e:
+        except DockerException as e:
             raise _whales_error(e, "docker compose down") from None
         return before
 
@@ -200,7 +216,7 @@ class ComposeStack:
             raise UsageError(f"stack {self.project!r} has no service {service!r} (services: {', '.join(sorted(known))})")
         try:
             self._compose().restart(services=[service], timeout=10)
-        except Exception as e:
+        except DockerException as e:
             raise _whales_error(e, f"docker compose restart {service}") from None
         time.sleep(0.3)
         return self.wait_healthy(time.monotonic() + timeout_s, progress, services=[service])[0]
@@ -213,7 +229,7 @@ class ComposeStack:
             for _source, chunk in self._compose().logs(services=[service] if service else [], follow=follow, stream=True,
                                                        tail=str(tail) if tail is not None else None):
                 yield chunk.decode(errors="replace")
-        except Exception as e:
+        except DockerException as e:
             raise _whales_error(e, "docker compose logs") from None
 
 

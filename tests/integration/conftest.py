@@ -33,7 +33,7 @@ def docker_unusable() -> str | None:
         from gymctl.docker.cli import require_docker
 
         require_docker()
-    except Exception as e:  # noqa: BLE001 - the reason is reported
+    except Exception as e:
         return f"{type(e).__name__}: {e}"
     return None
 

@@ -55,7 +55,7 @@ def test_gpus_without_nvidia_runtime_warn_at_render_and_fail_at_up(example_image
     from gymctl.docker.cli import engine_client, nvidia_runtime
 
     if nvidia_runtime(engine_client()):
-        pytest.skip("this engine has the NVIDIA runtime")  # noqa: PT018 (fails under CI=true, as it should be looked at)
+        pytest.skip("this engine has the NVIDIA runtime")
     gpu = ("--set", "gymctl.instances.policy_model.gpus=1")
     r = gymctl("render", "-t", "separated", "-o", str(tmp_path), *stack_ut.config_args(*gpu))
     assert r.returncode == 0
@@ -77,7 +77,7 @@ def test_no_compose_v2_says_so_and_how_to_get_it(stack_ut: StackUnderTest, tmp_p
 def test_down_and_restart_on_a_stack_that_is_not_up(stack_ut: StackUnderTest):
     r = gymctl("down", "-p", stack_ut.project)
     assert r.returncode == 0
-    assert f"StackNotUpError" not in r.stderr and f"stack '{stack_ut.project}' is not up; nothing to stop" in r.stderr
+    assert "StackNotUpError" not in r.stderr and f"stack '{stack_ut.project}' is not up; nothing to stop" in r.stderr
     r = gymctl("restart", "example_single_tool_call", "-p", stack_ut.project)
     assert r.returncode == 1
     assert f"StackNotUpError: stack '{stack_ut.project}' is not up (no containers of that compose project); start it with `gymctl up`" in r.stderr

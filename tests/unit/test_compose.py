@@ -101,7 +101,7 @@ def test_gpus_reserve_nvidia_devices_and_warn_without_the_runtime():
 def test_all_in_one_is_one_container_with_fixed_ports_published_for_head_and_agents():
     rendered = render(example("+head_server.port=12000"), "all-in-one")
     doc = compose_of(rendered.compose_yaml)
-    (name, svc), = doc["services"].items()
+    (_name, svc), = doc["services"].items()
     assert svc["command"] == ["gymctl", "run", "--config", "/etc/gymctl/config.yaml"]
     assert svc["ports"] == ["127.0.0.1:12000:12000", "127.0.0.1:12002:12002"]
     merged = yaml.safe_load(doc["configs"]["gymctl_config"]["content"])

