@@ -28,7 +28,7 @@ def gymctl_images() -> list[tuple[str, int, str]]:
     client = engine_client()
     out = []
     for img in client.images.list(filters={"label": LABEL_IMAGE}):
-        for tag in img.tags or [img.short_id]:
+        for tag in img.tags:  # untagged ones are the classic builder's layer cache
             out.append((tag, int(img.attrs.get("Size", 0)), (img.labels or {}).get(LABEL_IMAGE, "")))
     return sorted(out)
 
