@@ -126,3 +126,29 @@ def test_rendered_file_runs_under_plain_docker_compose(example_images, stack_ut,
         assert_registered_and_agents_healthy(stack_ut)
         assert one_run(stack_ut)["reward"] == 1.0
     assert stack_ut.labelled() == {"containers": [], "networks": [], "volumes": []}
+
+
+def test_restart_during_a_collection_loses_no_rollout(example_images, stack_ut, tmp_path):
+    """600 rollouts while the resources server restarts: every (task, repeat) ends in the output (a rerun resumes the failed)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import EXAMPLE_DATA, REPO
+
+    r = gymctl("up", "--topology", "separated", "--wait", "-p", stack_ut.project, *stack_ut.config_args())
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "r600.jsonl"
+    argv = [sys.executable, "-m", "gymctl", "collect", "--head", stack_ut.head_url, "--agent", AGENT, "--input", str(EXAMPLE_DATA),
+            "--output", str(out), "--num-repeats", str(600 // len(example_rows())), "--concurrency", "8"]
+    collector = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while (not out.exists() or len(out.read_text().splitlines()) < 20) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    restarted = gymctl("restart", "example_single_tool_call", "-p", stack_ut.project)
+    collector.wait(timeout=300)
+    assert restarted.returncode == 0, restarted.stderr
+    rerun = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    assert len(rows) == 600 and len({(r["_ng_task_index"], r["_ng_rollout_index"]) for r in rows}) == 600
+    assert {r["reward"] for r in rows} == {1.0}
