@@ -92,6 +92,7 @@ class ServerClient:
         routes: dict[str, list[str]] | None = None,
         use_host_url: bool = False,
         retries: int = 3,
+        retry_window_s: float = 10.0,
         head_wait_s: float = 10.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
@@ -101,6 +102,7 @@ class ServerClient:
         self.routes: dict[str, list[str]] = dict(routes or {})
         self.use_host_url = use_host_url
         self.retries = retries
+        self.retry_window_s = retry_window_s
         self.head_wait_s = head_wait_s
         self._session = session
         self._own_session = session is None
@@ -192,6 +194,7 @@ class ServerClient:
             headers["Cookie"] = _cookie_header(cookies)
         ctimeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
         attempt = 0
+        started = time.monotonic()
         while True:
             try:
                 async with self.session.request(method, url + path, data=body or None, headers=headers, timeout=ctimeout) as r:
@@ -202,9 +205,16 @@ class ServerClient:
                     )
             except _RETRYABLE as e:
                 attempt += 1
-                if attempt > self.retries:
-                    raise ServerError(f"{server_name} at {url} unreachable after {attempt} attempts: {type(e).__name__}: {e}", server=server_name) from None
-                await asyncio.sleep(0.05 * 2**attempt)
+                waited = time.monotonic() - started
+                # A refused connection never reached the server: keep trying through a restart (retry_window_s).
+                # A connection lost mid-request gets only `retries` more tries.
+                in_window = isinstance(e, aiohttp.ClientConnectorError) and waited < self.retry_window_s
+                if attempt > self.retries and not in_window:
+                    raise ServerError(
+                        f"{server_name} at {url} unreachable after {attempt} attempts over {waited:.1f} s: {type(e).__name__}: {e}",
+                        server=server_name,
+                    ) from None
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
                 try:
                     url = await self.resolve(server_name, refresh=True)
                 except (HeadUnreachableError, UnknownServerError):
