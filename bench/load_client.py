@@ -42,6 +42,7 @@ class LoadResult:
     failures: int = 0
     failure_samples: list[str] = field(default_factory=list)
     completed_at: list[float] = field(default_factory=list)  # seconds from the start, successes only
+    failed_at: list[float] = field(default_factory=list)  # seconds from the start, when each failure was seen
     last_issue_s: float = 0.0  # when the last request was sent
 
     def steady_rate(self, from_s: float) -> float:
@@ -140,6 +141,7 @@ async def run_load(url: str, rows: list[dict], requests: int, concurrency: int, 
                 result.completed_at.append(done - t0)
             except Exception as e:  # noqa: BLE001 - every failure is counted, the run goes on
                 result.failures += 1
+                result.failed_at.append(time.perf_counter() - t0)
                 if len(result.failure_samples) < 5:
                     result.failure_samples.append(f"{type(e).__name__}: {e}"[:300])
 

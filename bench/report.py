@@ -132,6 +132,7 @@ def plot(result: dict, path: Path) -> None:
         xs = list(sweep)
         ax.plot(xs, [sweep[x]["ideal_rollouts_per_s"] for x in xs], "k--", label="ideal")
         ax.plot(xs, [sweep[x]["rollouts_per_s"] for x in xs], "o-", label=result.get("sweep_system", "gymctl"))
+        ax.set_ylim(bottom=0)
         ax.set_title("scale sweep: rollouts/s vs in flight")
         ax.set_xlabel("rollouts in flight")
         ax.legend(fontsize=8)
