@@ -11,7 +11,8 @@
     +-- StartupError             a server or child process failed to start (.instance .log_tail .exit_code)
     +-- NotReadyError            a deployment did not become ready in time (.service .status .log_tail)
     +-- DockerError              the Docker CLI or engine failed (.argv .returncode .stderr)
-        +-- DockerUnavailableError   no engine or no Compose v2, and how to get it
+    |   +-- DockerUnavailableError   no engine or no Compose v2, and how to get it
+    +-- StackNotUpError          restart/logs/ps on a stack that is not up (gymctl.docker.stack)
 """
 
 from __future__ import annotations

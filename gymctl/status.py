@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -11,6 +10,7 @@ import aiohttp
 import orjson
 
 from gymctl.errors import HeadUnreachableError, ServerError
+from gymctl.head.probe import probe_one
 from gymctl.server.auth import auth_headers
 
 
@@ -57,15 +57,23 @@ class DeploymentStatus:
                 "instances": [asdict(i) for i in self.instances]}
 
 
-async def _probe(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> tuple[str, float | None]:
-    t0 = time.perf_counter()
+async def _probes(session: aiohttp.ClientSession, head_url: str, headers: dict[str, str], items: list[dict[str, Any]], urls: list[str]) -> list[tuple[str, float | None]]:
+    """Health and round trip per instance as the head sees them (it reaches servers that are not published);
+    from here when the head cannot probe (NeMo Gym's head, or an instance it does not know yet)."""
+    seen: dict[tuple[str, str], tuple[str, float | None]] = {}
     try:
-        async with session.get(url.rstrip("/") + "/health", headers=headers, timeout=aiohttp.ClientTimeout(total=3)) as r:
-            await r.read()
-            rtt = (time.perf_counter() - t0) * 1000
-            return ("healthy" if r.status == 200 else f"HTTP {r.status}"), rtt
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-        return "unreachable", None
+        async with session.get(f"{head_url}/probe", headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as r:
+            if r.status == 200:
+                for p in orjson.loads(await r.read()):
+                    seen[(p["process_name"], p["url"])] = (p["health"], p["rtt_ms"])
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+        pass
+    missing = [k for k, i in enumerate(items) if (i["process_name"], i.get("url")) not in seen]
+    local = await asyncio.gather(*(probe_one(session, urls[k]) for k in missing))
+    out = [seen.get((i["process_name"], i.get("url")), ("unreachable", None)) for i in items]
+    for k, result in zip(missing, local):
+        out[k] = result
+    return out
 
 
 async def fetch_status(head_url: str, *, token: str | None = None, expect: int | None = None, use_host_url: bool = True) -> DeploymentStatus:
@@ -89,7 +97,7 @@ async def fetch_status(head_url: str, *, token: str | None = None, expect: int |
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             raise HeadUnreachableError(head_url, 5, type(e).__name__) from None
         urls = [(i.get("host_url") if use_host_url else None) or i.get("url") or "" for i in items]
-        probes = await asyncio.gather(*(_probe(session, u, headers) for u in urls))
+        probes = await _probes(session, head_url, headers, items, urls)
     out = [
         InstanceStatus(
             instance=i["process_name"], server_type=i.get("server_type", ""), impl=i.get("name", ""), url=u,

@@ -106,6 +106,13 @@ def create_head_app(config: GymConfig | None, registry: Registry | None = None) 
     async def server_instances() -> list[dict[str, Any]]:
         return registry.instances()
 
+    @router.get("/probe")
+    async def probe() -> list[dict[str, Any]]:
+        """Each instance's liveness and round trip as seen from the head (which reaches internal servers)."""
+        from gymctl.head.probe import probe_all
+
+        return await probe_all(registry.instances())
+
     @router.get("/global_config_dict_yaml")
     async def global_config_dict_yaml() -> Response:
         if config is None:

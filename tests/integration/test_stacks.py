@@ -104,8 +104,6 @@ def test_all_in_one_stack_gives_the_same_rollouts(example_images, stack_ut, tmp_
     assert stack_ut.labelled() == {"containers": [], "networks": [], "volumes": []}
 
 
-@pytest.mark.xfail(strict=True, reason="gymctl status probes every instance from the host; unpublished (internal) servers "
-                   "need it to trust the head's lease instead: change requested in gymctl/status.py")
 def test_status_is_green_with_internal_servers(example_images, stack_ut):
     r = gymctl("up", "--topology", "separated", "--wait", "-p", stack_ut.project, *stack_ut.config_args())
     assert r.returncode == 0, r.stderr
