@@ -88,3 +88,33 @@ def test_global_config_is_a_json_string_with_ports_filled_and_no_secret():
     assert block["host"] == "127.0.0.1" and 9100 <= block["port"] < 9110
     assert tree["head_server"]["port"] == cfg.head_port
     assert "sk-LEAK-ME" not in json.dumps(client.get("/server_instances").json())
+
+
+async def test_probe_reports_each_instance_as_the_head_sees_it():
+    import asyncio
+
+    from gymctl.server.serving import bind_socket, make_server
+    from gymctl.server.kit import new_app
+    from gymctl.head.probe import probe_all
+    from tests.conftest import free_port
+
+    app = new_app("x")
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    sock = bind_socket("127.0.0.1", 0, "t")
+    server = make_server(app)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        up = record("up", sock.getsockname()[1])
+        down = record("down", free_port())
+        out = {p["process_name"]: p for p in await probe_all([up, down])}
+        assert out["up"]["health"] == "healthy" and out["up"]["rtt_ms"] > 0
+        assert out["down"] == {"process_name": "down", "url": down["url"], "health": "unreachable", "rtt_ms": None}
+    finally:
+        server.should_exit = True
+        await task
