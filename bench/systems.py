@@ -51,7 +51,9 @@ class System:
         return REPO
 
     def env(self) -> dict[str, str]:
-        return dict(os.environ)
+        # This machine sets PYTHONDONTWRITEBYTECODE=1; a user's system caches bytecode, and without the cache
+        # every start recompiles each imported module (thousands for NeMo Gym's uv venvs, built without .pyc).
+        return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
     def available(self) -> str | None:
         """None when the system can be started here, else why not."""
