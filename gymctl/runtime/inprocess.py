@@ -16,6 +16,7 @@ from gymctl.errors import ConfigError, StartupError
 from gymctl.head.app import create_head_app
 from gymctl.head.registry import Registry
 from gymctl.runtime.addresses import bind_and_advertise
+from gymctl.runtime.loop import tune_gc
 from gymctl.server.asgi_dispatch import asgi_request
 from gymctl.server.client import ServerClient
 from gymctl.server.kit import ServerKit, add_health_routes, wrap_app
@@ -158,6 +159,7 @@ async def start(
             dep.servers[name] = RunningServer(name, target.url, target.port, target.server)
 
     await _wait_started(dep)
+    tune_gc()
     dep.registrar = Registrar(_registration_sender(head_app, head_url, client, token), records, interval_s=settings.heartbeat_s, head_url=head_url)
     dep.registrar.start()
     return dep

@@ -23,6 +23,20 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+def tune_gc() -> None:
+    """After start-up: freeze what start-up built (never garbage) and collect less often.
+
+    With thousands of rollouts in flight the heap holds tens of thousands of live request scopes and
+    tasks; the default thresholds make the cyclic collector rescan them constantly (measured in bench/:
+    10,000 in flight went from 87% to 98-99% of ideal throughput with these settings).
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     raise_open_files_limit()
     try:
