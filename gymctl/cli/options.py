@@ -19,7 +19,7 @@ SetOpt = Annotated[
 ]
 OverridesArg = Annotated[
     list[str] | None,
-    typer.Argument(help="NeMo Gym style overrides: \"+config_paths=[a.yaml,b.yaml]\" +policy_model_name=NAME ...", show_default=False),
+    typer.Argument(help="NeMo Gym style overrides: \"+config_paths=\\[a.yaml,b.yaml]\" +policy_model_name=NAME ...", show_default=False),
 ]
 
 

@@ -31,7 +31,7 @@ def run(
     Examples:
       gymctl run -c resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml \\
                  -c responses_api_models/scripted_model/configs/scripted_model.yaml
-      ng_run "+config_paths=[a.yaml,b.yaml]" +policy_base_url=http://127.0.0.1:8000/v1 +policy_api_key=KEY +policy_model_name=M
+      ng_run "+config_paths=\\[a.yaml,b.yaml]" +policy_base_url=http://127.0.0.1:8000/v1 +policy_api_key=KEY +policy_model_name=M
     """
     if topology not in TOPOLOGIES:
         raise UsageError(f"--topology {topology!r} is not known; choose one of: {', '.join(TOPOLOGIES)}")
