@@ -95,9 +95,29 @@ class GymConfig:
         node = self.tree[name][spec.server_type][spec.impl]
         return _to_container(node, resolve, f"{spec.origin}", spec.key_path)
 
-    def resolve(self) -> dict[str, Any]:
-        """The whole tree with every interpolation resolved (raises ConfigError naming a missing variable)."""
-        return _to_container(self.tree, True, None, None)
+    def resolve(self, required: list[str] | None = None) -> dict[str, Any]:
+        """The tree with its interpolations resolved (ConfigError names a missing variable).
+
+        With `required` (the instances this process serves) only those must resolve; every other
+        top-level key is resolved where it can be and kept as written where it cannot: another
+        server's secret is in that server's environment, not this one's.
+        """
+        if required is None:
+            return _to_container(self.tree, True, None, None)
+        raw = OmegaConf.to_container(self.tree, resolve=False)
+        assert isinstance(raw, dict)
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key in required:
+                spec = self.instances[key]
+                out[key] = _to_container(self.tree[key], True, spec.origin, key)
+                continue
+            try:
+                node = self.tree[key]
+                out[key] = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+            except OmegaConfBaseException:
+                out[key] = value
+        return out
 
     def deployment_of(self, name: str) -> InstanceDeployment:
         return self.deployment.get(name, InstanceDeployment())

@@ -82,7 +82,7 @@ async def start(
     settings = settings or ServerSettings()
     names = list(config.instances) if names is None else names
     token = settings.auth_token
-    resolved = config.resolve()  # raises ConfigError naming any unset ${oc.env:VAR}
+    resolved = config.resolve(required=[n for n in names if not config.instances[n].alias_of])  # names any unset ${oc.env:VAR}
     head_url = (head_url or settings.head_url or config.head_url).rstrip("/")
 
     sockets = {}

@@ -113,3 +113,24 @@ def test_a_bad_flag_value_gets_usage_not_a_traceback():
     res = cli("status", "--expect", "x")
     assert res.returncode == 2
     assert "Invalid value for '--expect'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_the_head_starts_without_the_servers_secrets(tmp_path):
+    """In containers the head's environment holds no model key: it must not need one."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"config_paths: [{EXAMPLE_CONFIG}, responses_api_models/openai_model/configs/openai_model.yaml]\n"
+                   "policy_base_url: http://127.0.0.1:9/v1\npolicy_model_name: m\npolicy_api_key: ${oc.env:GYMCTL_E2E_MODEL_KEY}\n")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "GYMCTL_E2E_MODEL_KEY"}
+    proc = subprocess.Popen([*GYMCTL, "serve", "head", "-c", str(cfg), "--port", str(port)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        from tests.conftest import wait_http
+
+        wait_http(f"http://127.0.0.1:{port}/livez", timeout=30)
+        code, body = http_json(f"http://127.0.0.1:{port}/health")
+        assert code == 503 and "policy_model" in body["waiting_for"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=15)[0]
+    assert "GYMCTL_E2E_MODEL_KEY" not in out and "Traceback" not in out

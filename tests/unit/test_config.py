@@ -182,3 +182,19 @@ def test_gymctl_block_unknown_instance(tmp_path):
 def test_gymctl_block_unknown_setting(tmp_path):
     p = write(tmp_path, "g.yaml", f"config_paths: [{REPO / 'servers' / SCRIPTED_CONFIG}]\ngymctl:\n  instances:\n    policy_model: {{gpu: 1}}\n")
     expect_error(ConfigError, "did you mean 'gpus'", load_config, [str(p)], cwd=tmp_path)
+
+
+def test_a_process_resolves_only_the_secrets_of_the_instances_it_serves(tmp_path, monkeypatch):
+    monkeypatch.delenv("GYMCTL_TEST_MODEL_KEY", raising=False)
+    p = write(tmp_path, "s.yaml", f"config_paths: [{REPO / 'servers' / EXAMPLE_CONFIG}, {REPO / 'servers' / OPENAI_CONFIG}]\n"
+              "policy_base_url: http://u/v1\npolicy_model_name: m\npolicy_api_key: ${oc.env:GYMCTL_TEST_MODEL_KEY}\n")
+    cfg = load_config([str(p)], cwd=tmp_path)
+    # The resources server's process has no model key in its environment, and needs none.
+    out = cfg.resolve(required=["example_single_tool_call"])
+    assert out["example_single_tool_call"]["resources_servers"]["example_single_tool_call"]["entrypoint"] == "app.py"
+    assert out["policy_model"]["responses_api_models"]["openai_model"]["openai_api_key"] == "${policy_api_key}"  # kept as written
+    # The model server's process must have it, and says which variable is missing.
+    msg = expect_error(ConfigError, "environment variable GYMCTL_TEST_MODEL_KEY is not set", cfg.resolve, required=["policy_model"])
+    assert "policy_model" in msg
+    monkeypatch.setenv("GYMCTL_TEST_MODEL_KEY", "sk-1")
+    assert cfg.resolve(required=["policy_model"])["policy_model"]["responses_api_models"]["openai_model"]["openai_api_key"] == "sk-1"
