@@ -39,7 +39,11 @@ RESERVED_KEYS = frozenset(
         "num_repeats", "limit", "num_samples_in_parallel", "responses_create_params",
     }
 )
-SECRET_KEY = re.compile(r"(api_key|apikey|token|secret|password|passwd|credential)", re.IGNORECASE)
+# Keys whose values are secrets wherever they appear (head replies, logs, rendered compose files).
+SECRET_KEY = re.compile(
+    r"(api_key|apikey|token|secret|password|passwd|credential|authorization|cookie|(^|_)auth$|(^|_)key$|headers$)",
+    re.IGNORECASE,
+)
 REDACTED = "<redacted>"
 
 
@@ -151,7 +155,7 @@ def _full_key(prefix: str | None, e: OmegaConfBaseException) -> str | None:
 def redact(value: Any) -> Any:
     """A copy with every secret-looking key's value replaced (what the head serves and logs show)."""
     if isinstance(value, dict):
-        return {k: (REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v)) for k, v in value.items()}
+        return {k: (REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "", {}, []) else redact(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value

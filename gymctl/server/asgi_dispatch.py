@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Callable
 
 ASGIApp = Callable[..., Any]
+log = logging.getLogger("gymctl.dispatch")
 
 
 async def asgi_request(
@@ -59,6 +61,12 @@ async def asgi_request(
 
     try:
         await app(scope, receive, send)
+    except Exception:
+        # Starlette sends its 500 and then re-raises for the server to log; over HTTP the caller only sees
+        # the 500, so in-process callers see just that too (and the traceback goes to the log, as uvicorn's would).
+        log.exception("%s %s failed in-process", method, path)
+        if not chunks and status < 500:
+            status, out_headers, chunks = 500, [(b"content-type", b"text/plain; charset=utf-8")], [b"Internal Server Error"]
     finally:
         done.set()
     return status, out_headers, b"".join(chunks)

@@ -108,6 +108,7 @@ class ServerClient:
         self._own_session = session is None
         self._rr = itertools.count()
         self._refresh_lock = asyncio.Lock()
+        self._refreshed_at = 0.0
         self._auth = auth_headers(token)
         self._auth_raw = [(b"authorization", f"Bearer {token}".encode())] if token else []
 
@@ -147,26 +148,34 @@ class ServerClient:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    async def refresh(self) -> None:
-        """Reload every route from the head."""
+    async def refresh(self, *, unless_newer_than: float | None = None) -> None:
+        """Reload every route from the head; healthy registrations first, expired ones only as a last resort.
+
+        Callers that failed at time T pass `unless_newer_than=T`: when a refresh finished after T while they
+        waited for the lock, they take its result instead of asking the head again (no stampede).
+        """
         async with self._refresh_lock:
-            items = await self.instances()
-            routes: dict[str, list[str]] = {}
+            if unless_newer_than is not None and self._refreshed_at > unless_newer_than:
+                return
+            try:
+                items = await self.instances()
+            finally:
+                self._refreshed_at = time.monotonic()  # waiters behind a failed refresh keep the cached routes
+            healthy: dict[str, list[str]] = {}
+            expired: dict[str, list[str]] = {}
             for item in items:
                 url = (item.get("host_url") if self.use_host_url else None) or item.get("url")
-                if not url:
-                    continue
-                if item.get("status", "healthy") != "healthy" and item["process_name"] in routes:
-                    continue
-                routes.setdefault(item["process_name"], []).append(url.rstrip("/"))
-            self.routes = routes
+                if url:
+                    bucket = healthy if item.get("status", "healthy") == "healthy" else expired
+                    bucket.setdefault(item["process_name"], []).append(url.rstrip("/"))
+            self.routes = {**expired, **healthy}
 
-    async def resolve(self, server_name: str, *, refresh: bool = False) -> str:
+    async def resolve(self, server_name: str, *, refresh: bool = False, failed_at: float | None = None) -> str:
         """The base URL of one instance of `server_name` (round-robin over replicas)."""
         urls = self.routes.get(server_name)
         if refresh or not urls:
             try:
-                await self.refresh()
+                await self.refresh(unless_newer_than=failed_at)
             except HeadUnreachableError:
                 if not urls:
                     raise
@@ -187,7 +196,13 @@ class ServerClient:
         body = orjson.dumps(json) if json is not None else b""
         app = self.local.get(server_name)
         if app is not None:
-            return await self._local(app, method, server_name, path, body, cookies)
+            call = self._local(app, method, server_name, path, body, cookies)
+            if timeout is None:
+                return await call
+            try:
+                return await asyncio.wait_for(call, timeout)
+            except asyncio.TimeoutError:
+                raise ServerError(f"{server_name} {path} timed out after {timeout} s", server=server_name) from None
         url = await self.resolve(server_name)
         headers = {**_JSON_HEADERS, **self._auth}
         if cookies:
@@ -214,9 +229,10 @@ class ServerClient:
                         f"{server_name} at {url} unreachable after {attempt} attempts over {waited:.1f} s: {type(e).__name__}: {e}",
                         server=server_name,
                     ) from None
+                failed_at = time.monotonic()
                 await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
                 try:
-                    url = await self.resolve(server_name, refresh=True)
+                    url = await self.resolve(server_name, refresh=True, failed_at=failed_at)
                 except (HeadUnreachableError, UnknownServerError):
                     pass  # keep the cached route; the head may be restarting
             except asyncio.TimeoutError:

@@ -128,3 +128,30 @@ async def test_a_server_restarting_on_its_port_is_waited_for(head):
         await client.close()
         server, task, _ = await later
         await shutdown(server, task)
+
+
+async def test_routes_prefer_healthy_registrations(head):
+    s1, t1, p1 = await serve(echo_app("live"))
+    dead_port = free_port()
+    client = ServerClient(head)
+    try:
+        # Two registrations of one name; the dead one's lease expires, the live one keeps renewing.
+        await register(head, "echo", dead_port)
+        await register(head, "echo", p1)
+        items = await client.instances()
+        assert len([i for i in items if i["process_name"] == "echo"]) == 2
+        client._refreshed_at = 0
+        # Simulate the head's verdict: expired for the dead one.
+        fake = [dict(i, status="unhealthy" if i["port"] == dead_port else "healthy") for i in items]
+
+        async def instances():
+            return fake
+
+        client.instances = instances  # type: ignore[method-assign]
+        await client.refresh()
+        assert client.routes["echo"] == [f"http://127.0.0.1:{p1}"]
+        for _ in range(4):
+            assert (await client.post("echo", "/echo", json={})).json()["tag"] == "live"
+    finally:
+        await client.close()
+        await shutdown(s1, t1)

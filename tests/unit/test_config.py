@@ -69,9 +69,11 @@ def test_gymctl_block_is_parsed(tmp_path):
 
 
 def test_secrets_are_redacted():
-    out = redact({"a": {"openai_api_key": "sk-1", "nested": [{"hf_token": "t"}], "port": 1}, "policy_api_key": "x"})
-    assert "sk-1" not in str(out) and "'t'" not in str(out) and "'x'" not in str(out)
-    assert out["a"]["port"] == 1
+    out = redact({"a": {"openai_api_key": "sk-1", "nested": [{"hf_token": "t"}], "port": 1}, "policy_api_key": "x",
+                  "m": {"openai_default_headers": {"Authorization": "Bearer sk-2"}, "extra_headers": {}, "key": "k3", "monkey": 4}})
+    text = str(out)
+    assert "sk-1" not in text and "'t'" not in text and "'x'" not in text and "sk-2" not in text and "k3" not in text
+    assert out["a"]["port"] == 1 and out["m"]["extra_headers"] == {} and out["m"]["monkey"] == 4
 
 
 # --- bad input: each names the file / key path and says what to do -------------------------------

@@ -90,3 +90,35 @@ async def test_bad_json_body_is_a_400_not_a_crash(deployment):
         assert r.status == 400 and "not valid JSON" in await r.text()
     async with deployment.client.session.post(url + "/run", json={"no_params": 1}) as r:
         assert r.status == 422 and "responses_create_params" in await r.text()
+
+
+async def test_a_crashing_endpoint_in_process_is_a_500_like_over_http():
+    from gymctl.server.asgi_dispatch import asgi_request
+    from gymctl.server.kit import new_app
+
+    app = new_app("x")
+
+    @app.post("/boom")
+    async def boom() -> dict:
+        raise RuntimeError("tool crashed")
+
+    status, _, body = await asgi_request(app, "POST", "/boom", b"{}")
+    assert status == 500 and body == b"Internal Server Error"
+
+
+async def test_in_process_calls_honour_the_timeout():
+    import asyncio
+
+    from gymctl.errors import ServerError
+    from gymctl.server.kit import new_app
+
+    app = new_app("x")
+
+    @app.post("/slow")
+    async def slow() -> dict:
+        await asyncio.sleep(5)
+        return {}
+
+    client = ServerClient(None, local={"slow": app})
+    with pytest.raises(ServerError, match="timed out after 0.2 s"):
+        await client.post("slow", "/slow", json={}, timeout=0.2)
