@@ -8,7 +8,7 @@
     +-- ServerError              a server answered with an error or not at all (.server .status)
     |   +-- UnknownServerError   no instance of that name is registered (.known)
     +-- PortInUseError           a port gymctl must bind is taken (.host .port .owner)
-    +-- StartupError             a server or child process failed to start (.instance .log_tail .exit_code)
+    +-- StartupError             a server or child process failed to start (.instance .log_tail .process_exit_code)
     +-- NotReadyError            a deployment did not become ready in time (.service .status .log_tail)
     +-- DockerError              the Docker CLI or engine failed (.argv .returncode .stderr)
     |   +-- DockerUnavailableError   no engine or no Compose v2, and how to get it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -80,6 +81,7 @@ async def fetch_status(head_url: str, *, token: str | None = None, expect: int |
     """Ask the head for its instances, probe each one's /health, and report."""
     head_url = head_url.rstrip("/")
     headers = auth_headers(token)
+    started = time.monotonic()
     async with aiohttp.ClientSession() as session:
         try:
             async with session.get(f"{head_url}/server_instances", headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as r:
@@ -95,7 +97,9 @@ async def fetch_status(head_url: str, *, token: str | None = None, expect: int |
                 ready_body = orjson.loads(await r.read())
                 head_ready = r.status == 200
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-            raise HeadUnreachableError(head_url, 5, type(e).__name__) from None
+            raise HeadUnreachableError(head_url, time.monotonic() - started, type(e).__name__) from None
+        except orjson.JSONDecodeError:
+            raise ServerError(f"{head_url} did not answer JSON; is --head a gymctl or NeMo Gym head?", server="head") from None
         urls = [(i.get("host_url") if use_host_url else None) or i.get("url") or "" for i in items]
         probes = await _probes(session, head_url, headers, items, urls)
     out = [

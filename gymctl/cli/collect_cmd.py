@@ -59,6 +59,16 @@ def _int(name: str, value: Any) -> int | None:
     raise UsageError(f"{name}={value!r}: expected a whole number")
 
 
+def _seconds(name: str, value: object) -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UsageError(f"{name}={value!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise UsageError(f"{name}={value!r} must be more than 0 seconds")
+    return seconds
+
+
 def collect(
     overrides: OverridesArg = None,
     agent: Annotated[str | None, typer.Option("--agent", "-a", help="The agent instance to collect through (+agent_name=).")] = None,
@@ -109,7 +119,7 @@ def collect(
         num_repeats=_int("num_repeats", num_repeats if num_repeats is not None else picked.get("num_repeats", 1)) or 0,
         concurrency=_int("concurrency", concurrency if concurrency is not None else picked.get("concurrency") or 64) or 0,
         limit=_int("limit", limit if limit is not None else picked.get("limit")),
-        timeout_s=timeout if timeout is not None else (float(picked["timeout"]) if "timeout" in picked else 600.0),
+        timeout_s=timeout if timeout is not None else (_seconds("timeout", picked["timeout"]) if "timeout" in picked else 600.0),
     )
     params = dict(picked.get("params") or {})
     for p in param or []:

@@ -54,7 +54,9 @@ async def _all_in_one(cfg, log_level: str) -> None:
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     t0 = time.monotonic()
-    settings = ServerSettings(log_level=log_level)
+    # GYMCTL_PORT / GYMCTL_HEAD_URL / GYMCTL_HOST_URL describe ONE server (containers, `gymctl serve`); a shell
+    # that exported them must not make every instance of an all-in-one run bind one port.
+    settings = ServerSettings(log_level=log_level, port=None, head_url=None, host_url=None)
     dep = await start(cfg, settings=settings)
     stop_event = asyncio.Event()
     on_signals(stop_event, force=lambda: os._exit(130))

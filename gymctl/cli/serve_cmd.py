@@ -50,6 +50,9 @@ def serve(
             f"instance {instance!r} is not in the config" + (f"; did you mean {hint[0]!r}?" if hint else "")
             + f" (instances: {', '.join(cfg.instances)}, or `head`)"
         )
+    alias_of = cfg.instances[instance].alias_of if instance != "head" else None
+    if alias_of:
+        raise UsageError(f"{instance!r} is an alias of {alias_of!r} and is served by its process; run: gymctl serve {alias_of}")
     from gymctl.runtime.loop import run as run_loop
 
     run_loop(_serve(cfg, instance, head_url, port, log_level))

@@ -256,6 +256,8 @@ def _parse_deployment(raw: Any, origin: str) -> dict[str, InstanceDeployment]:
     for name, settings in insts.items():
         kp = f"{GYMCTL_KEY}.instances.{name}"
         settings = settings or {}
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{settings!r} is not a mapping; write e.g. {{gpus: 1, publish: true}}", source=origin, key_path=kp)
         unknown = [k for k in settings if k not in fields]
         if unknown:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}{_hint(unknown[0], sorted(fields))} (known: {', '.join(sorted(fields))})", source=origin, key_path=kp)
@@ -264,6 +266,12 @@ def _parse_deployment(raw: Any, origin: str) -> dict[str, InstanceDeployment]:
             v = getattr(dep, attr)
             if isinstance(v, bool) or not isinstance(v, int) or v < (1 if attr == "replicas" else 0):
                 raise ConfigError(f"{v!r} is not a valid count", source=origin, key_path=f"{kp}.{attr}")
+        if dep.publish is not None and not isinstance(dep.publish, bool):
+            raise ConfigError(f"{dep.publish!r} is not true or false", source=origin, key_path=f"{kp}.publish")
+        for attr in ("node", "image"):
+            v = getattr(dep, attr)
+            if v is not None and not isinstance(v, str):
+                raise ConfigError(f"{v!r} is not a name", source=origin, key_path=f"{kp}.{attr}")
         out[str(name)] = dep
     return out
 

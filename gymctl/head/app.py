@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from urllib.parse import urlsplit
 from typing import Any
 
 import orjson
@@ -25,7 +26,7 @@ class Registration(BaseModel):
     url: str = Field(pattern=r"^https?://")
     host: str
     port: int = Field(ge=1, le=65535)
-    host_url: str | None = None
+    host_url: str | None = Field(default=None, pattern=r"^https?://")
     pid: int | None = None
     entrypoint: str | None = None
     dir_path: str | None = None
@@ -62,9 +63,9 @@ def public_config(config: GymConfig, registry: Registry) -> dict[str, Any]:
         seen.add(name)
         host, port = item["host"], item["port"]
         if item.get("host_url"):  # published: clients outside the network use the host address
-            hostport = item["host_url"].split("://", 1)[-1].rstrip("/")
-            host, _, p = hostport.rpartition(":")
-            port = int(p)
+            published = urlsplit(item["host_url"])
+            host = published.hostname or host
+            port = published.port or (443 if published.scheme == "https" else 80)
         block = tree[name][spec.server_type][spec.impl]
         block["host"], block["port"] = host, port
     tree.setdefault("head_server", {})

@@ -139,7 +139,10 @@ class ServerClient:
                         raise ServerError(f"head at {self.head_url} refused the auth token (401); set GYMCTL_AUTH_TOKEN to the deployment's token", server="head", status=401)
                     if r.status != 200:
                         raise ServerError(f"head {self.head_url}/server_instances answered {r.status}", server="head", status=r.status)
-                    return orjson.loads(body)
+                    try:
+                        return orjson.loads(body)
+                    except orjson.JSONDecodeError:
+                        raise ServerError(f"{self.head_url}/server_instances did not answer JSON; is --head a gymctl or NeMo Gym head?", server="head") from None
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
                 last = type(e).__name__
             waited = time.monotonic() - start

@@ -134,3 +134,35 @@ def test_the_head_starts_without_the_servers_secrets(tmp_path):
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=15)[0]
     assert "GYMCTL_E2E_MODEL_KEY" not in out and "Traceback" not in out
+
+
+def test_serving_an_alias_points_at_its_agent():
+    res = cli("serve", "example_single_tool_call_environment_server", "-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG)
+    assert_user_error(res, "UsageError", f"run: gymctl serve {AGENT}")
+
+
+def test_status_against_something_that_is_not_a_head(tmp_path):
+    import http.server
+    import threading
+
+    import functools
+
+    (tmp_path / "server_instances").write_text("<html>not a head</html>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        res = cli("status", "--head", f"http://127.0.0.1:{srv.server_address[1]}")
+    finally:
+        srv.shutdown()
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "ServerError:" in res.stderr and "did not answer JSON" in res.stderr, res.stderr
+
+
+def test_an_exported_gymctl_port_does_not_leak_into_all_in_one(tmp_path):
+    dep = start_deployment(["-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG], tmp_path, env={"GYMCTL_PORT": str(free_port())})
+    try:
+        ports = {i["port"] for i in dep.instances()}
+        assert len(ports) == 3  # resources, agent (its alias shares it), model: each its own port
+    finally:
+        stop_deployment(dep)

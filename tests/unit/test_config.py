@@ -200,3 +200,15 @@ def test_a_process_resolves_only_the_secrets_of_the_instances_it_serves(tmp_path
     assert "policy_model" in msg
     monkeypatch.setenv("GYMCTL_TEST_MODEL_KEY", "sk-1")
     assert cfg.resolve(required=["policy_model"])["policy_model"]["responses_api_models"]["openai_model"]["openai_api_key"] == "sk-1"
+
+
+@pytest.mark.parametrize("value,needle,key", [
+    ("3", "is not a mapping", "gymctl.instances.policy_model"),
+    ("gpus", "is not a mapping", "gymctl.instances.policy_model"),
+    ("{publish: 'no'}", "'no' is not true or false", "gymctl.instances.policy_model.publish"),
+    ("{node: 5}", "5 is not a name", "gymctl.instances.policy_model.node"),
+])
+def test_gymctl_block_bad_values(tmp_path, value, needle, key):
+    p = write(tmp_path, "g.yaml", f"config_paths: [{REPO / 'servers' / SCRIPTED_CONFIG}]\ngymctl:\n  instances:\n    policy_model: {value}\n")
+    msg = expect_error(ConfigError, needle, load_config, [str(p)], cwd=tmp_path)
+    assert key in msg

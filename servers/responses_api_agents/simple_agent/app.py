@@ -8,8 +8,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from gymctl.errors import GymctlError
-from gymctl.server import ServerKit, new_app
+from gymctl.server import GymctlError, ServerKit, new_app
 
 
 class ServerRef(BaseModel):
