@@ -50,6 +50,7 @@ async def _all_in_one(cfg, log_level: str) -> None:
 
     from gymctl.cli.console import print_deployment
     from gymctl.runtime.inprocess import on_signals, start, stop, wait_ready
+    from gymctl.runtime.loop import tune_gc
     from gymctl.server.settings import ServerSettings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -58,6 +59,7 @@ async def _all_in_one(cfg, log_level: str) -> None:
     # that exported them must not make every instance of an all-in-one run bind one port.
     settings = ServerSettings(log_level=log_level, port=None, head_url=None, host_url=None)
     dep = await start(cfg, settings=settings)
+    tune_gc()
     stop_event = asyncio.Event()
     on_signals(stop_event, force=lambda: os._exit(130))
     try:

@@ -62,6 +62,7 @@ async def _serve(cfg, instance: str, head_url: str | None, port: int | None, log
     import logging
 
     from gymctl.runtime.inprocess import on_signals, start, stop
+    from gymctl.runtime.loop import tune_gc
     from gymctl.server.settings import ServerSettings
 
     logging.basicConfig(level=log_level.upper(), format=f"%(asctime)s {instance} %(levelname)s %(message)s")
@@ -78,6 +79,7 @@ async def _serve(cfg, instance: str, head_url: str | None, port: int | None, log
     else:
         names = [instance] + [n for n, s in cfg.instances.items() if s.alias_of == instance]
         dep = await start(cfg, names=names, with_head=False, settings=settings)
+    tune_gc()
     url = dep.head_url if instance == "head" else dep.servers[instance].url
     print(f"{instance}: serving at {url} (pid {os.getpid()})", file=sys.stderr, flush=True)
     stop_event = asyncio.Event()

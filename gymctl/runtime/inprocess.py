@@ -13,10 +13,9 @@ import orjson
 
 from gymctl.config.model import GymConfig
 from gymctl.errors import ConfigError, StartupError
-from gymctl.head.app import create_head_app
+from gymctl.head.app import create_head_app, expected_instances
 from gymctl.head.registry import Registry
 from gymctl.runtime.addresses import bind_and_advertise
-from gymctl.runtime.loop import tune_gc
 from gymctl.server.asgi_dispatch import asgi_request
 from gymctl.server.client import ServerClient
 from gymctl.server.kit import ServerKit, add_health_routes, wrap_app
@@ -70,6 +69,41 @@ def _registration_sender(head_app: Any, head_url: str, client: ServerClient, tok
     return send_local if head_app is not None else send_http
 
 
+def _build_app(config: GymConfig, name: str, kit: ServerKit) -> Any:
+    """Load an instance's module, validate its block against its `Config`, and build its app."""
+    spec = config.instances[name]
+    assert spec.dir_path is not None
+    module = load_module(spec.dir_path, spec.entrypoint, spec.server_type, spec.impl)
+    server_config = validate_config(module, config.block(name), source=spec.origin, key_path=spec.key_path)
+    try:
+        app = module.create_app(server_config, kit)
+    except (ConfigError, StartupError):
+        raise
+    except Exception as e:
+        raise StartupError(f"{name}: create_app failed: {type(e).__name__}: {e}", instance=name) from e
+    add_health_routes(app, kit)
+    return app
+
+
+def _bind_all(config: GymConfig, served: list[str], settings: ServerSettings, with_head: bool) -> tuple[Any, dict[str, Any]]:
+    """Bind every socket first (port 0: the port the kernel gives); on any failure close what was bound."""
+    sockets: dict[str, Any] = {}
+    head_sock = None
+    try:
+        if with_head:
+            head_sock = bind_socket(settings.bind_host or config.head_host, config.head_port, "head_server")
+        for name in served:
+            spec = config.instances[name]
+            bind, _ = bind_and_advertise(spec.host, settings.bind_host, settings.advertise_host)
+            sockets[name] = bind_socket(bind, settings.port or spec.port, f"{spec.key_path}.port")
+    except Exception:
+        for sock in [head_sock, *sockets.values()]:
+            if sock is not None:
+                sock.close()
+        raise
+    return head_sock, sockets
+
+
 async def start(
     config: GymConfig,
     names: list[str] | None = None,
@@ -78,88 +112,72 @@ async def start(
     settings: ServerSettings | None = None,
     head_url: str | None = None,
 ) -> RunningDeployment:
-    """Bind, build and start the head (if asked) and the named instances; register them."""
+    """Build, bind and start the head (if asked) and the named instances; register them.
+
+    Apps are built before any port is bound, and a failure part-way stops whatever had started.
+    """
     settings = settings or ServerSettings()
     names = list(config.instances) if names is None else names
+    served = [n for n in names if not config.instances[n].alias_of]
     token = settings.auth_token
-    resolved = config.resolve(required=[n for n in names if not config.instances[n].alias_of])  # names any unset ${oc.env:VAR}
+    resolved = config.resolve(required=served)  # names any unset ${oc.env:VAR}
     head_url = (head_url or settings.head_url or config.head_url).rstrip("/")
-
-    sockets = {}
-    try:
-        head_sock = None
-        if with_head:
-            head_sock = bind_socket(settings.bind_host or config.head_host, config.head_port, "head_server")
-        for name in names:
-            spec = config.instances[name]
-            if spec.alias_of:
-                continue
-            bind, _ = bind_and_advertise(spec.host, settings.bind_host, settings.advertise_host)
-            sockets[name] = bind_socket(bind, settings.port or spec.port, f"{spec.key_path}.port")
-    except Exception:
-        for s in sockets.values():
-            s.close()
-        raise
 
     local: dict[str, Any] = {}
     client = ServerClient(head_url, token=token, local=local, retries=3)
     dep = RunningDeployment(config=config, head_url=head_url, client=client)
+    sockets: dict[str, Any] = {}
+    try:
+        kits = {
+            name: ServerKit(instance=name, server_type=config.instances[name].server_type, impl=config.instances[name].impl, client=client, global_config=resolved)
+            for name in served
+        }
+        apps = {name: _build_app(config, name, kits[name]) for name in served}
+        head_sock, sockets = _bind_all(config, served, settings, with_head)
 
-    head_app = None
-    if with_head:
-        registry = Registry(expected=set(config.instances), lease_s=settings.lease_s, drop_s=settings.drop_s)
-        head_app = wrap_app(create_head_app(config, registry), token)
-        dep.registry = registry
-        server = make_server(head_app, log_level=settings.log_level)
-        dep.head = RunningServer("head", head_url, config.head_port, server)
-        dep.head.task = asyncio.create_task(server.serve(sockets=[head_sock]))
+        head_app = None
+        if with_head:
+            registry = Registry(expected=expected_instances(config), lease_s=settings.lease_s, drop_s=settings.drop_s)
+            head_app = wrap_app(create_head_app(config, registry), token)
+            dep.registry = registry
+            server = make_server(head_app, log_level=settings.log_level)
+            dep.head = RunningServer("head", head_url, config.head_port, server)
+            dep.head.task = asyncio.create_task(server.serve(sockets=[head_sock]))
 
-    records = []
-    for name in names:
-        spec = config.instances[name]
-        if spec.alias_of:
-            continue
-        sock = sockets[name]
-        port = sock.getsockname()[1]
-        _, advertise = bind_and_advertise(spec.host, settings.bind_host, settings.advertise_host)
-        url = f"http://{advertise}:{port}"
-        kit = ServerKit(instance=name, server_type=spec.server_type, impl=spec.impl, client=client, global_config=resolved)
-        assert spec.dir_path is not None
-        module = load_module(spec.dir_path, spec.entrypoint, spec.server_type, spec.impl)
-        block = config.block(name)
-        server_config = validate_config(module, block, source=spec.origin, key_path=spec.key_path)
-        try:
-            app = module.create_app(server_config, kit)
-        except (ConfigError, StartupError):
-            raise
-        except Exception as e:
-            raise StartupError(f"{name}: create_app failed: {type(e).__name__}: {e}", instance=name) from e
-        add_health_routes(app, kit)
-        served = wrap_app(app, token)
-        local[name] = app  # in-process calls skip auth: they never leave the process
-        server = make_server(served, log_level=settings.log_level)
-        rs = RunningServer(name, url, port, server)
-        rs.task = asyncio.create_task(server.serve(sockets=[sock]))
-        dep.servers[name] = rs
         # One served instance (its aliases ride on its URL): the published host URL is its own.
-        host_url = settings.host_url if sum(1 for n in names if not config.instances[n].alias_of) == 1 else None
-        records.append(registration_record(
-            instance=name, server_type=spec.server_type, impl=spec.impl, url=url, host=advertise, port=port,
-            host_url=host_url, entrypoint=spec.entrypoint, dir_path=str(spec.dir_path), start_time=kit.start_time,
-        ))
+        host_url = settings.host_url if len(served) == 1 else None
+        records = []
+        for name in served:
+            spec = config.instances[name]
+            port = sockets[name].getsockname()[1]
+            _, advertise = bind_and_advertise(spec.host, settings.bind_host, settings.advertise_host)
+            url = f"http://{advertise}:{port}"
+            local[name] = apps[name]  # in-process calls skip auth: they never leave the process
+            server = make_server(wrap_app(apps[name], token), log_level=settings.log_level)
+            rs = RunningServer(name, url, port, server)
+            rs.task = asyncio.create_task(server.serve(sockets=[sockets.pop(name)]))
+            dep.servers[name] = rs
+            records.append(registration_record(
+                instance=name, server_type=spec.server_type, impl=spec.impl, url=url, host=advertise, port=port,
+                host_url=host_url, entrypoint=spec.entrypoint, dir_path=str(spec.dir_path), start_time=kits[name].start_time,
+            ))
 
-    # Aliases (environment_servers/legacy_agent) are their agent: same URL, no extra hop.
-    for name in names:
-        spec = config.instances[name]
-        if spec.alias_of and spec.alias_of in dep.servers:
-            target = dep.servers[spec.alias_of]
-            local[name] = local[spec.alias_of]
-            base = next(r for r in records if r["process_name"] == spec.alias_of)
-            records.append({**base, "process_name": name, "config_path": name, "server_type": spec.server_type, "name": spec.impl, "alias_of": spec.alias_of})
-            dep.servers[name] = RunningServer(name, target.url, target.port, target.server)
+        # Aliases (environment_servers/legacy_agent) are their agent: same URL, no extra hop.
+        for name in names:
+            spec = config.instances[name]
+            if spec.alias_of and spec.alias_of in dep.servers:
+                target = dep.servers[spec.alias_of]
+                local[name] = local[spec.alias_of]
+                base = next(r for r in records if r["process_name"] == spec.alias_of)
+                records.append({**base, "process_name": name, "config_path": name, "server_type": spec.server_type, "name": spec.impl, "alias_of": spec.alias_of})
+                dep.servers[name] = RunningServer(name, target.url, target.port, target.server)
 
-    await _wait_started(dep)
-    tune_gc()
+        await _wait_started(dep)
+    except BaseException:
+        for sock in sockets.values():
+            sock.close()
+        await stop(dep)
+        raise
     dep.registrar = Registrar(_registration_sender(head_app, head_url, client, token), records, interval_s=settings.heartbeat_s, head_url=head_url)
     dep.registrar.start()
     return dep

@@ -122,3 +122,35 @@ async def test_in_process_calls_honour_the_timeout():
     client = ServerClient(None, local={"slow": app})
     with pytest.raises(ServerError, match="timed out after 0.2 s"):
         await client.post("slow", "/slow", json={}, timeout=0.2)
+
+
+async def test_a_failed_start_leaves_no_port_bound():
+    import socket as socketlib
+
+    from gymctl.errors import PortInUseError
+
+    cfg = load_config([EXAMPLE_CONFIG, SCRIPTED_CONFIG], cwd=REPO)
+    cfg.head_port = free_port()
+    with socketlib.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cfg.instances["policy_model"].port = taken.getsockname()[1]
+        with pytest.raises(PortInUseError, match="policy_model"):
+            await inprocess.start(cfg)
+    with socketlib.socket() as again:  # the head's port was released when the start failed
+        again.bind(("127.0.0.1", cfg.head_port))
+
+
+async def test_a_server_config_error_is_reported_before_any_port_is_bound(tmp_path):
+    from gymctl.errors import ConfigError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("policy_model:\n  responses_api_models:\n    scripted_model: {entrypoint: app.py, model_name: [not, a, string]}\n")
+    cfg = load_config([str(bad)], cwd=REPO)
+    cfg.head_port = free_port()
+    with pytest.raises(ConfigError, match="policy_model.responses_api_models.scripted_model.model_name"):
+        await inprocess.start(cfg)
+    import socket as socketlib
+
+    with socketlib.socket() as again:
+        again.bind(("127.0.0.1", cfg.head_port))
