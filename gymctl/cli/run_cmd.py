@@ -37,12 +37,22 @@ def run(
         raise UsageError(f"--topology {topology!r} is not known; choose one of: {', '.join(TOPOLOGIES)}")
     cfg = load_from_cli(config, sets, overrides)
     if topology == "separated":
-        from gymctl.runtime.separated import run_separated  # written with the separated runtime
+        from gymctl.cli.console import print_processes
+        from gymctl.runtime.separated import run_separated
 
-        sys.exit(run_separated(cfg, config_args=(config, sets, overrides), log_dir=log_dir, restart=restart, log_level=log_level))
+        sys.exit(run_separated(cfg, config_args=(config, sets, overrides), serve=_serve_child, on_ready=print_processes,
+                               log_dir=log_dir, restart=restart, log_level=log_level))
     from gymctl.runtime.loop import run as run_loop
 
     run_loop(_all_in_one(cfg, log_level))
+
+
+def _serve_child(argv: list[str]) -> None:
+    """What a forked child of the separated runtime runs: `gymctl serve ...`, through this CLI."""
+    from gymctl.cli.errors import run_app
+    from gymctl.cli.main import app
+
+    run_app(app, args=argv, prog_name="gymctl")
 
 
 async def _all_in_one(cfg, log_level: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from gymctl.config.model import GymConfig
 from gymctl.errors import UsageError
 from gymctl.runtime.children import Child, OutputSink
-from gymctl.runtime.supervisor import RestartPolicy, Supervisor
+from gymctl.runtime.supervisor import ReadyHook, RestartPolicy, Supervisor
 from gymctl.server.auth import auth_token
 from gymctl.server.serving import bind_socket
 
@@ -52,16 +52,13 @@ def child_env(head_url: str) -> dict[str, str]:
     return env
 
 
-def _serve_here(args: list[str], env: dict[str, str]) -> Callable[[], int]:
-    """What a forked child runs: the `gymctl serve` command itself, in the child's environment."""
+def _serve_here(serve: Callable[[list[str]], None], args: list[str], env: dict[str, str]) -> Callable[[], int]:
+    """What a forked child runs: the `gymctl serve` command (handed in by the CLI), in the child's environment."""
 
     def run() -> int:
         os.environ.clear()
         os.environ.update(env)
-        from gymctl.cli.errors import run_app
-        from gymctl.cli.main import app
-
-        run_app(app, args=args, prog_name="gymctl")
+        serve(args)
         return 0
 
     return run
@@ -73,7 +70,7 @@ def _preload() -> bool:
 
     import importlib
 
-    for module in ("gymctl.cli.main", "gymctl.cli.serve_cmd", "gymctl.runtime.inprocess", "gymctl.server.settings", "uvloop"):
+    for module in ("gymctl.runtime.inprocess", "gymctl.server.settings", "uvloop"):
         try:
             importlib.import_module(module)
         except ImportError:
@@ -113,12 +110,12 @@ def build_children(cfg: GymConfig, config_args: ConfigArgs, *, log_dir: str | No
     ]
 
 
-def start_children(children: list[Child], *, fork: bool) -> None:
+def start_children(children: list[Child], *, fork: bool, serve: Callable[[list[str]], None]) -> None:
     """Start every child before the event loop exists: by fork when safe (fast, shared pages), else by exec."""
     read_fds: list[int] = []
     for child in children:
         if fork:
-            child.fork(_serve_here(child.argv[3:], child.env), close_fds=list(read_fds))
+            child.fork(_serve_here(serve, child.argv[3:], child.env), close_fds=list(read_fds))
         else:
             child.spawn()
         assert child.output_fd is not None
@@ -126,9 +123,13 @@ def start_children(children: list[Child], *, fork: bool) -> None:
 
 
 def run_separated(
-    cfg: GymConfig, *, config_args: ConfigArgs, log_dir: str | None = None, restart: str = "no", log_level: str = "warning",
+    cfg: GymConfig, *, config_args: ConfigArgs, serve: Callable[[list[str]], None], on_ready: ReadyHook,
+    log_dir: str | None = None, restart: str = "no", log_level: str = "warning",
 ) -> int:
-    """Run the head and every instance as separate processes until SIGINT/SIGTERM; the exit code."""
+    """Run the head and every instance as separate processes until SIGINT/SIGTERM; the exit code.
+
+    `serve(argv)` is what a forked child runs (the CLI's `gymctl serve`); `on_ready` shows the ready table.
+    """
     from gymctl.runtime.loop import run as run_loop
 
     started_at = process_started_at()
@@ -137,10 +138,10 @@ def run_separated(
     sink = OutputSink(width=max(len(n) for n in ["gymctl", "head", *cfg.instances]))
     children = build_children(cfg, config_args, log_dir=log_dir, log_level=log_level, sink=sink)
     fork = _preload() and os.environ.get("GYMCTL_SEPARATED_START") != "exec"
-    start_children(children, fork=fork)
+    start_children(children, fork=fork, serve=serve)
 
     async def main() -> int:
-        sup = Supervisor(cfg, children, restart=policy, sink=sink, token=auth_token(), started_at=started_at)
+        sup = Supervisor(cfg, children, restart=policy, sink=sink, token=auth_token(), started_at=started_at, on_ready=on_ready)
         sup.install_signals()
         return await sup.run()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,12 +43,17 @@ def _port_free(port: int) -> bool:
         return False
 
 
+# on_ready(head_url, rows, seconds to ready): how the caller shows the ready table (the CLI prints it).
+ReadyHook = Callable[[str, list[ProcessRow], float], None]
+
+
 class Supervisor:
     """Starts the children, waits for the head's readiness, restarts crashed children, stops them all."""
 
     def __init__(self, cfg: GymConfig, children: list[Child], *, restart: RestartPolicy, sink: OutputSink, token: str | None,
-                 started_at: float | None = None) -> None:
+                 started_at: float | None = None, on_ready: ReadyHook | None = None) -> None:
         self.cfg = cfg
+        self.on_ready = on_ready
         self.started_at = started_at if started_at is not None else time.monotonic()  # for "ready in N s"
         self.head, *self.instances = children
         self.children = children
@@ -105,7 +111,8 @@ class Supervisor:
                         if r.status == 200:
                             self.ready = True
                             rows = [ProcessRow("head", "head", "registry", self.cfg.head_url, self.head.pid), *await self._rows(session)]
-                            _print_ready(self.cfg.head_url, rows, time.monotonic() - t0)
+                            if self.on_ready:
+                                self.on_ready(self.cfg.head_url, rows, time.monotonic() - t0)
                             return
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
                     pass
@@ -196,9 +203,3 @@ class Supervisor:
                 c.signal_group(signal.SIGKILL)
         while any(c.running for c in children):
             await asyncio.sleep(0.02)
-
-
-def _print_ready(head_url: str, rows: list[ProcessRow], elapsed_s: float) -> None:
-    from gymctl.cli.console import print_processes  # the one console table; the CLI owns rich
-
-    print_processes(head_url, rows, elapsed_s)
