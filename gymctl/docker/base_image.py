@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -54,12 +55,16 @@ def build_base_image(tag: str = DEFAULT_BASE, *, suite: str = SUITE, force: bool
         )
     argv = ["mmdebstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", *SLIM, suite, "-"]
     imp = ["docker", "import", "--change", 'CMD ["python3"]', "--change", "LABEL io.gymctl.image=base", "-", tag]
-    strap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert strap.stdout is not None
-    importer = subprocess.run(imp, stdin=strap.stdout, capture_output=True)
-    strap.stdout.close()
-    strap_err = strap.stderr.read().decode(errors="replace") if strap.stderr else ""
-    strap.wait()
+    # mmdebstrap's progress goes to a file, not a pipe: a pipe nobody reads until the import ends fills up
+    # (64 KiB) and stalls mmdebstrap forever.
+    with tempfile.TemporaryFile() as err_file:
+        strap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err_file)
+        assert strap.stdout is not None
+        importer = subprocess.run(imp, stdin=strap.stdout, capture_output=True)
+        strap.stdout.close()
+        strap.wait()
+        err_file.seek(0)
+        strap_err = err_file.read().decode(errors="replace")
     if strap.returncode != 0:
         tail = "\n".join(strap_err.strip().splitlines()[-15:])
         raise DockerError(f"mmdebstrap failed (exit {strap.returncode}); is Debian's archive reachable?\n{tail}", argv=argv, returncode=strap.returncode, stderr=strap_err)
