@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -63,6 +66,13 @@ def _whales_error(e: Exception, what: str) -> DockerError:
     return DockerError(f"{what} failed: {stderr}", argv=argv, returncode=getattr(e, "return_code", None), stderr=stderr)
 
 
+@functools.cache
+def _empty_dir() -> str:
+    path = tempfile.mkdtemp(prefix="gymctl-compose-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 class ComposeStack:
     """One compose project: `file` is its rendered compose file (None: act by project name and labels only)."""
 
@@ -77,8 +87,8 @@ class ComposeStack:
 
         if self.file:
             return DockerClient(compose_files=[self.file], compose_project_name=self.project).compose
-        empty = tempfile.mkdtemp(prefix="gymctl-compose-")  # never pick up a docker-compose.yml from the cwd
-        return DockerClient(compose_project_name=self.project, compose_project_directory=empty).compose
+        # An empty project directory, made once per process: never pick up a docker-compose.yml from the cwd.
+        return DockerClient(compose_project_name=self.project, compose_project_directory=_empty_dir()).compose
 
     def ps(self) -> list[ContainerState]:
         return container_states(self.client, self.project)
