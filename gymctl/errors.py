@@ -18,6 +18,14 @@
 from __future__ import annotations
 
 
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
+    """"; did you mean 'x'?" for the closest choice, or "" when nothing is close (every such hint says it so)."""
+    from difflib import get_close_matches
+
+    match = get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
 class GymctlError(Exception):
     """Base of every error gymctl reports to a user."""
 
@@ -85,12 +93,7 @@ class UnknownServerError(ServerError):
     """No instance of that name is registered with the head."""
 
     def __init__(self, name: str, known: list[str]) -> None:
-        from difflib import get_close_matches
-
-        hint = get_close_matches(name, known, n=1)
-        msg = f"no server instance named {name!r} is registered"
-        if hint:
-            msg += f"; did you mean {hint[0]!r}?"
+        msg = f"no server instance named {name!r} is registered{did_you_mean(name, known)}"
         msg += f" (known: {', '.join(sorted(known)) or 'none'})"
         super().__init__(msg, server=name, status=404)
         self.known = known

@@ -25,12 +25,9 @@ def service_of(instance: str, states, config: list[str] | None) -> str:
             return by_instance.get(spec.alias_of, service_name(spec.alias_of))
     if instance in {s.service for s in states}:
         return instance
-    from difflib import get_close_matches
+    from gymctl.errors import UsageError, did_you_mean
 
-    from gymctl.errors import UsageError
-
-    hint = get_close_matches(instance, list(by_instance), n=1)
-    raise UsageError(f"no container serves instance {instance!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+    raise UsageError(f"no container serves instance {instance!r}{did_you_mean(instance, list(by_instance))}"
                      + f" (instances: {', '.join(sorted(by_instance))}; an alias is served by its agent: pass --config to map it)")
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt, load_from_cli
-from gymctl.errors import ConfigError, UsageError
+from gymctl.errors import ConfigError, UsageError, did_you_mean
 
 CONFIG_FILE_ENV = "GYMCTL_CONFIG_FILE"  # containers: the merged config, mounted
 
@@ -43,12 +43,9 @@ def serve(
     else:
         cfg = load_from_cli(config, sets, overrides)
     if instance != "head" and instance not in cfg.instances:
-        from difflib import get_close_matches
-
-        hint = get_close_matches(instance, list(cfg.instances), n=1)
         raise UsageError(
-            f"instance {instance!r} is not in the config" + (f"; did you mean {hint[0]!r}?" if hint else "")
-            + f" (instances: {', '.join(cfg.instances)}, or `head`)"
+            f"instance {instance!r} is not in the config{did_you_mean(instance, list(cfg.instances))}"
+            f" (instances: {', '.join(cfg.instances)}, or `head`)"
         )
     alias_of = cfg.instances[instance].alias_of if instance != "head" else None
     if alias_of:

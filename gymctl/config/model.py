@@ -13,7 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from gymctl.config.loader import LoadedTree, load_tree
 from gymctl.config.paths import resolve_existing
-from gymctl.errors import ConfigError
+from gymctl.errors import ConfigError, did_you_mean
 
 ServerType = Literal["responses_api_models", "resources_servers", "responses_api_agents", "environment_servers"]
 SERVER_TYPES: tuple[str, ...] = ("responses_api_models", "resources_servers", "responses_api_agents", "environment_servers")
@@ -161,9 +161,7 @@ def redact(value: Any) -> Any:
     return value
 
 
-def _hint(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    m = difflib.get_close_matches(word, list(choices), n=1)
-    return f"; did you mean {m[0]!r}?" if m else ""
+_hint = did_you_mean
 
 
 def _port(value: Any, where: str, key_path: str) -> int | None:
