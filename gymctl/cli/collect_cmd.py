@@ -10,10 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt
+from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt, default_head_url, head_from_overrides
 from gymctl.errors import UsageError
 
-DEFAULT_HEAD = "http://127.0.0.1:11000"
 # NeMo Gym's `+key=value` collector arguments -> our option names.
 NG_KEYS = {
     "agent_name": "agent", "input_jsonl_fpath": "input", "output_jsonl_fpath": "output", "num_repeats": "num_repeats",
@@ -42,15 +41,6 @@ def _split_args(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
         else:
             rest.append(arg)
     return picked, rest
-
-
-def _head_from_rest(rest: list[str]) -> str | None:
-    from gymctl.config.overrides import parse_overrides
-
-    parsed = dict(parse_overrides(rest).settings)
-    if "head_server.host" in parsed or "head_server.port" in parsed:
-        return f"http://{parsed.get('head_server.host', '127.0.0.1')}:{parsed.get('head_server.port', 11000)}"
-    return None
 
 
 def _int(name: str, value: Any) -> int | None:
@@ -140,11 +130,11 @@ def collect(
 
         cfg = load_from_cli(config, sets, rest)
     elif rest or sets:
-        head = head or _head_from_rest([*rest, *(sets or [])])
+        head = head or head_from_overrides([*rest, *(sets or [])])
         others = [a for a in [*rest, *(sets or [])] if "head_server." not in a]
         if others:
             print(f"note: ignoring {' '.join(others)} (config overrides apply only with --config / +config_paths)", file=sys.stderr)
-    head_url = head or (cfg.head_url if cfg else None) or os.environ.get("GYMCTL_HEAD_URL") or DEFAULT_HEAD
+    head_url = head or (cfg.head_url if cfg else None) or default_head_url()
 
     from gymctl.runtime.loop import run as run_loop
 

@@ -27,3 +27,23 @@ def load_from_cli(config: list[str] | None, sets: list[str] | None, overrides: l
     """The validated config named by a verb's --config / --set / +overrides."""
     args = [*(overrides or []), *(sets or [])]
     return load_config(list(config or []), args, cwd=Path.cwd())
+
+
+def head_from_overrides(args: list[str]) -> str | None:
+    """The head URL named by `+head_server.host=` / `+head_server.port=` overrides (NeMo Gym's way), or None."""
+    from gymctl.config.model import DEFAULT_HEAD_HOST, DEFAULT_HEAD_PORT
+    from gymctl.config.overrides import parse_overrides
+
+    parsed = dict(parse_overrides(args).settings)
+    if "head_server.host" in parsed or "head_server.port" in parsed:
+        return f"http://{parsed.get('head_server.host', DEFAULT_HEAD_HOST)}:{parsed.get('head_server.port', DEFAULT_HEAD_PORT)}"
+    return None
+
+
+def default_head_url() -> str:
+    """GYMCTL_HEAD_URL, else the head on this machine's default port."""
+    import os
+
+    from gymctl.config.model import DEFAULT_HEAD_HOST, DEFAULT_HEAD_PORT
+
+    return os.environ.get("GYMCTL_HEAD_URL") or f"http://{DEFAULT_HEAD_HOST}:{DEFAULT_HEAD_PORT}"

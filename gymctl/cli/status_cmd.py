@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Annotated
@@ -10,9 +9,6 @@ from typing import Annotated
 import typer
 
 from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt
-
-DEFAULT_HEAD = "http://127.0.0.1:11000"
-
 
 def head_url_from(head: str | None, config: list[str] | None, sets: list[str] | None, overrides: list[str] | None) -> str:
     """--head, else the config's head_server (files or +head_server.* overrides), else GYMCTL_HEAD_URL, else :11000."""
@@ -22,12 +18,9 @@ def head_url_from(head: str | None, config: list[str] | None, sets: list[str] | 
         from gymctl.cli.options import load_from_cli
 
         return load_from_cli(config, sets, overrides).head_url
-    from gymctl.config.overrides import parse_overrides
+    from gymctl.cli.options import default_head_url, head_from_overrides
 
-    parsed = dict(parse_overrides([*(overrides or []), *(sets or [])]).settings)
-    if "head_server.host" in parsed or "head_server.port" in parsed:
-        return f"http://{parsed.get('head_server.host', '127.0.0.1')}:{parsed.get('head_server.port', 11000)}"
-    return os.environ.get("GYMCTL_HEAD_URL") or DEFAULT_HEAD
+    return head_from_overrides([*(overrides or []), *(sets or [])]) or default_head_url()
 
 
 def _fmt_uptime(s: float | None) -> str:
