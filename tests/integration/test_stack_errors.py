@@ -42,11 +42,11 @@ def test_host_port_taken_is_named_before_anything_starts(example_images, stack_u
 
 
 def test_container_exiting_at_start_shows_its_exit_code_and_last_log_lines(example_images, stack_ut: StackUnderTest):
-    # every container resolves the whole config: an unset variable stops the head at start
+    # a container resolves the config of what it serves: an unset variable in the model's block stops the model
     r = gymctl("up", "-t", "separated", "--timeout", "60", "-p", stack_ut.project,
                *stack_ut.config_args("--set", "policy_model.responses_api_models.scripted_model.x=${oc.env:GYMCTL_IT_NEVER_SET}"))
     assert r.returncode == 1
-    assert "StartupError: head: container exited with code 2 while starting" in r.stderr, r.stderr
+    assert "StartupError: policy_model: container exited with code 2 while starting" in r.stderr, r.stderr
     assert "--- last log lines ---" in r.stderr
     assert "environment variable GYMCTL_IT_NEVER_SET is not set" in r.stderr
 
