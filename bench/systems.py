@@ -175,7 +175,7 @@ class GymctlContainers(System):
                 *configs, "--set", f"head_server.port={head_port}",
                 "--set", f"policy_base_url=http://{self.STUB_ALIAS}:8000/v1",
                 # an env reference with a default, not a literal: a literal key becomes a secret variable
-                # that only the model container gets, and the head container resolves the whole tree
+                # that only the model container gets (each container resolves only what it serves)
                 "--set", "policy_api_key=${oc.env:BENCH_POLICY_API_KEY,dummy}", "--set", "policy_model_name=stub"]
 
     def start(self, stub_url: str) -> float:
