@@ -25,10 +25,6 @@ class ImageUnit:
     server_dirs: tuple[Path, ...] = field(default_factory=tuple)  # absolute impl dirs
     rel_dirs: tuple[str, ...] = field(default_factory=tuple)  # "<server_type>/<impl>" for each
 
-    @property
-    def instances_label(self) -> str:
-        return self.name
-
 
 def _component(text: str) -> str:
     """A valid image name component (lowercase alnum with single separators)."""

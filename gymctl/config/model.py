@@ -333,17 +333,6 @@ def load_config(config_paths: list[str] | None = None, args: list[str] | None = 
     return cfg
 
 
-def config_from_yaml_text(text: str) -> GymConfig:
-    """Rebuild a GymConfig from merged YAML (how `gymctl serve` gets the deployment's config)."""
-    import yaml
-
-    data = yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise ConfigError("the merged config is not a mapping")
-    loaded = LoadedTree(tree=OmegaConf.create(data), origins={k: "merged config" for k in data})
-    return parse_config(loaded)
-
-
 def to_yaml(tree: DictConfig | dict[str, Any]) -> str:
     """Serialize an (unresolved) tree to YAML, keeping `${...}` references as text."""
     if isinstance(tree, DictConfig):

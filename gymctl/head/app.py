@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from urllib.parse import urlsplit
 from typing import Any
 
@@ -48,7 +47,7 @@ def public_config(config: GymConfig, registry: Registry) -> dict[str, Any]:
     """The merged config as clients see it: secrets redacted, every host/port filled in from the registry."""
     raw = OmegaConf.to_container(config.tree, resolve=False)
     assert isinstance(raw, dict)
-    tree = redact(copy.deepcopy(raw))
+    tree = redact(raw)  # redact builds a new tree
     try:
         tree = OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
     except Exception:

@@ -49,9 +49,6 @@ class RunningDeployment:
     registry: Registry | None = None
     started_at: float = field(default_factory=time.monotonic)
 
-    def urls(self) -> dict[str, str]:
-        return {n: s.url for n, s in self.servers.items()}
-
 
 def _registration_sender(head_app: Any, head_url: str, client: ServerClient, token: str | None):
     """How the registrar reaches the head: in-process when it lives here, HTTP otherwise."""

@@ -15,7 +15,6 @@ import os
 from typing import Any
 
 PROBE_PATHS = frozenset({"/", "/health", "/livez", "/healthz", "/readyz"})
-LIVENESS_PATHS = PROBE_PATHS  # the name the rest of gymctl imports
 TOKEN_ENV = "GYMCTL_AUTH_TOKEN"
 
 

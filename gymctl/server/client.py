@@ -110,6 +110,7 @@ class ServerClient:
         self._refresh_lock = asyncio.Lock()
         self._refreshed_at = 0.0
         self._auth = auth_headers(token)
+        self._headers = {**_JSON_HEADERS, **self._auth}  # built once: every request sends the same ones
         self._auth_raw = [(b"authorization", f"Bearer {token}".encode())] if token else []
 
     @property
@@ -207,9 +208,7 @@ class ServerClient:
             except asyncio.TimeoutError:
                 raise ServerError(f"{server_name} {path} timed out after {timeout} s", server=server_name) from None
         url = await self.resolve(server_name)
-        headers = {**_JSON_HEADERS, **self._auth}
-        if cookies:
-            headers["Cookie"] = _cookie_header(cookies)
+        headers = {**self._headers, "Cookie": _cookie_header(cookies)} if cookies else self._headers
         ctimeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
         attempt = 0
         started = time.monotonic()
