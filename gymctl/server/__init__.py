@@ -3,5 +3,6 @@
 from gymctl.errors import GymctlError, ServerError
 from gymctl.server.client import ServerClient, ServerResponse
 from gymctl.server.kit import ServerKit, new_app
+from gymctl.server.loader import load_sibling
 
-__all__ = ["GymctlError", "ServerClient", "ServerError", "ServerKit", "ServerResponse", "new_app"]
+__all__ = ["GymctlError", "ServerClient", "ServerError", "ServerKit", "ServerResponse", "load_sibling", "new_app"]

@@ -40,6 +40,28 @@ def load_module(dir_path: Path, entrypoint: str, server_type: str, impl: str) ->
     return module
 
 
+def load_sibling(anchor_file: str, anchor_module: str, name: str) -> ModuleType:
+    """Import `<name>.py` beside a server's app.py, once, under a name unique to that server.
+
+    Server dirs are not packages (every entry point is `app.py`), so a server's own helper modules
+    load by path: `policy = load_sibling(__file__, __name__, "policy")`.
+    """
+    full = f"{anchor_module}_{name}"
+    if full in sys.modules:
+        return sys.modules[full]
+    spec = importlib.util.spec_from_file_location(full, Path(anchor_file).with_name(f"{name}.py"))
+    if spec is None or spec.loader is None:
+        raise StartupError(f"cannot load {name}.py beside {anchor_file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[full] = module  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[full]
+        raise
+    return module
+
+
 def validate_config(module: ModuleType, block: dict[str, Any], *, source: str, key_path: str) -> BaseModel:
     """Validate an instance block against the server's `Config` (ConfigError names the key)."""
     try:

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict
 
-from gymctl.server import ServerKit, new_app
+from gymctl.server import ServerKit, load_sibling, new_app
 
-
-def _load_policy():  # a sibling module, loaded by path: every server dir holds its own files
-    spec = importlib.util.spec_from_file_location(f"{__name__}_policy", Path(__file__).with_name("policy.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-policy = _load_policy()
+policy = load_sibling(__file__, __name__, "policy")  # a sibling module: every server dir holds its own files
 
 
 class Config(BaseModel):

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gymctl.server import ServerKit, new_app
+from gymctl.server import ServerKit, load_sibling, new_app
 
 
-def _sibling(name: str) -> ModuleType:  # every server dir holds its own files; they load by path, uniquely named
-    full = f"{__name__}_{name}"
-    if full in sys.modules:
-        return sys.modules[full]
-    spec = importlib.util.spec_from_file_location(full, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[full] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-convert_request = _sibling("convert_request")
-convert_reply = _sibling("convert_reply")
-upstream = _sibling("upstream")
+# every server dir holds its own files; they load by path, uniquely named
+convert_request = load_sibling(__file__, __name__, "convert_request")
+convert_reply = load_sibling(__file__, __name__, "convert_reply")
+upstream = load_sibling(__file__, __name__, "upstream")
 
 SESSION_COOKIE = "gymctl_vllm_session"
 CONTEXT_OVERFLOW_HINTS = ("context length", "maximum context", "max_tokens", "too long")
