@@ -60,14 +60,19 @@ class System:
         return None
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def start(self, stub_url: str) -> float:
-        """Start it; returns seconds from exec to a 200 from the head's /health."""
+    def _prepare_start(self) -> int:
+        """Refuse when the system cannot run here; pick the head's free port and the log folder."""
         why_not = self.available()
         if why_not:
             raise SystemFailed(self.name, why_not)
         port = free_port()
         self.head_url = f"http://127.0.0.1:{port}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        return port
+
+    def start(self, stub_url: str) -> float:
+        """Start it; returns seconds from exec to a 200 from the head's /health."""
+        port = self._prepare_start()
         log = open(self.log_path, "ab")
         log.write(f"\n==== {time.strftime('%H:%M:%S')} {' '.join(self.argv(stub_url, port))}\n".encode())
         log.flush()
@@ -180,12 +185,7 @@ class GymctlContainers(System):
 
     def start(self, stub_url: str) -> float:
         """`gymctl up --wait` returns once the stack is up (detached); then the head must answer /health."""
-        why_not = self.available()
-        if why_not:
-            raise SystemFailed(self.name, why_not)
-        port = free_port()
-        self.head_url = f"http://127.0.0.1:{port}"
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        port = self._prepare_start()
         configs = [a for c in EXAMPLE_CONFIGS for a in ("--config", c)]
         with open(self.log_path, "ab") as log:  # images are built before the clock starts (cached when unchanged)
             built = subprocess.run([sys.executable, "-m", "gymctl", "build", "--topology", "separated", "--quiet",
