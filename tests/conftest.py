@@ -17,6 +17,26 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Tests CI must really run: under CI=true a skip of a test with one of these markers fails the run.
+MUST_RUN_IN_CI = {"docker": "a Docker test", "nemo_gym": "a NeMo Gym compatibility test"}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not IN_CI or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    for marker, what in MUST_RUN_IN_CI.items():
+        if item.get_closest_marker(marker):
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            report.outcome = "failed"
+            report.longrepr = f"{what} was skipped in CI (CI=true), which counts as a failure: {reason}"
+            return
+
+
 EXAMPLE_CONFIG = "resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml"
 SCRIPTED_CONFIG = "responses_api_models/scripted_model/configs/scripted_model.yaml"
 OPENAI_CONFIG = "responses_api_models/openai_model/configs/openai_model.yaml"

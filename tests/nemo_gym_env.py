@@ -11,10 +11,11 @@ VENV = Path(os.environ.get("GYMCTL_NEMO_GYM_VENV", Path.home() / ".cache/gymctl-
 
 
 def nemo_gym_bin(name: str) -> Path:
-    """The path of one of NeMo Gym's commands; skips the test (with how to install) when it is absent."""
+    """The path of one of NeMo Gym's commands; skips the test (with how to install) when it is absent.
+
+    Under CI=true such a skip fails the run (tests/conftest.py): CI must run every compatibility test.
+    """
     path = VENV / "bin" / name
     if not (VENV / ".complete").exists() or not path.exists():
-        if os.environ.get("CI") == "true" and os.environ.get("GYMCTL_REQUIRE_NEMO_GYM") == "1":
-            pytest.fail(f"NeMo Gym 0.7.0 is required but missing at {VENV}")
         pytest.skip(f"NeMo Gym 0.7.0 is not installed at {VENV}; run scripts/install_nemo_gym.sh")
     return path

@@ -42,11 +42,11 @@ def fixture_path() -> Path | None:
 
 
 FIXTURES = fixture_path()
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.nemo_gym, pytest.mark.skipif(
     FIXTURES is None,
     reason="NeMo Gym 0.7.0's round_trip_test_data.json not found: install nemo-gym==0.7.0 (scripts/install_nemo_gym.sh), or set NEMO_GYM_SRC "
            "to its unpacked source tree (or NEMO_GYM_ROUND_TRIP_DATA to the file)",
-)
+)]
 
 
 @pytest.mark.parametrize(("expected_key", "token_ids"), [
