@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from gymctl.compose.model import LABEL_PROJECT
 from gymctl.docker.cli import engine_client
 from gymctl.docker.images import LABEL_IMAGE
 
 
 def remove_labelled(project: str | None = None) -> dict[str, int]:
     """Force-remove containers, then networks and volumes, carrying io.gymctl.project (=project, or any)."""
-    client = engine_client()
-    flt = {"label": f"{LABEL_PROJECT}={project}" if project else LABEL_PROJECT}
-    counts = {"containers": 0, "networks": 0, "volumes": 0}
-    for c in client.containers.list(all=True, filters=flt):
-        c.remove(force=True, v=True)
-        counts["containers"] += 1
-    for n in client.networks.list(filters=flt):
-        n.remove()
-        counts["networks"] += 1
-    for v in client.volumes.list(filters=flt):
-        v.remove(force=True)
-        counts["volumes"] += 1
-    return counts
+    from gymctl.docker.backend import default_backend
+
+    return default_backend().remove_labelled(project)
 
 
 def gymctl_images() -> list[tuple[str, int, str]]:

@@ -22,7 +22,7 @@ def run(argv: list[str], *, input: bytes | None = None, timeout: float | None = 
     if shutil.which(argv[0]) is None:
         raise DockerUnavailableError(f"`{argv[0]}` is not on PATH; install the Docker CLI (apt-get install docker.io)", argv=argv)
     try:
-        proc = subprocess.run(argv, input=input, capture_output=True, timeout=timeout, env={**os.environ, **(env or {})})
+        proc = subprocess.run(argv, input=input, capture_output=True, timeout=timeout, check=False, env={**os.environ, **(env or {})})
     except subprocess.TimeoutExpired as e:
         raise DockerError(f"`{' '.join(argv)}` did not finish in {timeout:.0f} s", argv=argv) from e
     if proc.returncode != 0:
@@ -52,7 +52,7 @@ def engine_client() -> Any:
 @functools.lru_cache(maxsize=1)
 def _compose_version_cached(path_env: str, home: str) -> str:
     try:
-        proc = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, timeout=30)
+        proc = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, timeout=30, check=False)
     except FileNotFoundError:
         raise DockerUnavailableError("`docker` is not on PATH; install the Docker CLI (apt-get install docker.io)") from None
     version = proc.stdout.decode().strip().lstrip("v")

@@ -103,16 +103,3 @@ def build_images(
         client.images.prune(filters={"dangling": True, "label": LABEL_IMAGE})
     return results
 
-
-def missing_images(images: list[str]) -> list[str]:
-    """The tags among `images` the engine does not have."""
-    from docker.errors import ImageNotFound
-
-    client = engine_client()
-    out = []
-    for tag in dict.fromkeys(images):
-        try:
-            client.images.get(tag)
-        except ImageNotFound:
-            out.append(tag)
-    return out

@@ -71,7 +71,7 @@ def log_tail(client: Any, container_id: str, lines: int = 20) -> str:
     from docker.errors import NotFound
 
     try:
-        return client.containers.get(container_id).logs(tail=lines, stdout=True, stderr=True).decode(errors="replace")
+        return str(client.containers.get(container_id).logs(tail=lines, stdout=True, stderr=True).decode(errors="replace"))
     except NotFound:
         return ""
 
