@@ -1,4 +1,4 @@
-"""Render a compose model to YAML with Jinja (StrictUndefined); the templates live in compose_templates/."""
+"""Render a compose model to YAML with Jinja (StrictUndefined); the templates are the shipped compose_templates/."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from gymctl.compose.model import RenderSettings, Stack, build_stack
 from gymctl.config.model import GymConfig
-from gymctl.config.paths import REPO_ROOT
+from gymctl.config.paths import shipped_dir
+from gymctl.errors import GymctlError
 
-TEMPLATES = REPO_ROOT / "compose_templates"
+# The checkout's compose_templates/, or the copy packaged in the wheel.
+TEMPLATES = shipped_dir("compose_templates")
 TEMPLATE_OF = {"separated": "separated.yml.j2", "all-in-one": "all-in-one.yml.j2"}
 
 
@@ -36,6 +38,8 @@ def _block(text: str, indent: int) -> str:
 
 
 def environment(templates: Path = TEMPLATES) -> Environment:
+    if not templates.is_dir():
+        raise GymctlError(f"the compose templates are missing ({templates} is not a folder); reinstall gymctl")
     env = Environment(loader=FileSystemLoader(str(templates)), undefined=StrictUndefined, keep_trailing_newline=True,
                       trim_blocks=True, lstrip_blocks=True, autoescape=False)
     env.filters.update(q=_quote, flow=_flow, block=_block)

@@ -65,6 +65,11 @@ class _Reader:
         if found is None and extra:
             found, more = resolve_existing(name, extra[0])
             tried += more
+        if found is not None and found.is_dir():
+            where = f" (included from {included_from})" if included_from else ""
+            yamls = sorted(found.glob("*.yaml")) or sorted(found.glob("configs/*.yaml"))
+            hint = f", e.g. {yamls[0]}" if yamls else ""
+            raise ConfigError(f"config path {name!r} is a directory ({found}){where}; pass a .yaml config file{hint}")
         if found is None or not found.is_file():
             where = f" (included from {included_from})" if included_from else ""
             looked = ", ".join(str(t) for t in dict.fromkeys(tried))

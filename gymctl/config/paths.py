@@ -1,23 +1,51 @@
-"""Where configs and server implementations are looked up: the working directory, then `servers/`."""
+"""Where configs, servers, compose templates and the image recipe are found: cwd, GYMCTL_SERVERS_DIR, shipped."""
 
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 REPO_ROOT = PACKAGE_ROOT.parent
+# A wheel carries servers/, compose_templates/ and images/ here (setup.py maps them in at build time);
+# a checkout (editable install) has no such folder and uses the repository's own.
+BUNDLED = "_bundled"
+SHIPPED = ("servers", "compose_templates", "images")
+
+
+def _bundled_root() -> Path | None:
+    root = Path(str(files("gymctl").joinpath(BUNDLED)))
+    return root if root.is_dir() else None
+
+
+def shipped_dir(name: str) -> Path:
+    """One of the folders gymctl ships (`servers`, `compose_templates`, `images`): packaged, else the checkout's."""
+    if name not in SHIPPED:
+        raise ValueError(f"{name!r} is not shipped with gymctl (one of {', '.join(SHIPPED)})")
+    bundled = _bundled_root()
+    return bundled / name if bundled is not None else REPO_ROOT / name
+
+
+def is_checkout() -> bool:
+    """True when gymctl runs from a source checkout (editable install), False when installed from a wheel."""
+    return _bundled_root() is None
 
 
 def servers_dir() -> Path:
-    """The directory holding `<server_type>/<impl>/` trees (override with GYMCTL_SERVERS_DIR)."""
-    env = os.environ.get("GYMCTL_SERVERS_DIR")
-    return Path(env).resolve() if env else REPO_ROOT / "servers"
+    """The shipped `<server_type>/<impl>/` trees (inside the installed package, or the checkout's servers/)."""
+    return shipped_dir("servers")
 
 
 def search_roots(cwd: Path | None = None) -> list[Path]:
-    """The roots a relative path is tried against, in order."""
-    roots = [(cwd or Path.cwd()).resolve(), servers_dir()]
+    """The roots a relative config or server path is tried against, in order: cwd, GYMCTL_SERVERS_DIR, shipped."""
+    roots = [(cwd or Path.cwd()).resolve()]
+    env = os.environ.get("GYMCTL_SERVERS_DIR")
+    if env:
+        roots.append(Path(env).expanduser().resolve())
+    shipped = servers_dir()
+    if shipped.is_dir():  # a server image ships no servers of its own: it mounts them (GYMCTL_SERVERS_DIR)
+        roots.append(shipped.resolve())
     return list(dict.fromkeys(roots))
 
 

@@ -1,4 +1,4 @@
-"""The build context under images/.context/: the host-built wheelhouse, gymctl's source, one dir per image unit."""
+"""The image build context: the host-built wheelhouse, gymctl's source, one dir per image unit."""
 
 from __future__ import annotations
 
@@ -7,33 +7,52 @@ import os
 import shutil
 import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, requires
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 from gymctl.compose.images import ImageUnit
-from gymctl.config.paths import PACKAGE_ROOT, REPO_ROOT
+from gymctl.config.paths import PACKAGE_ROOT, REPO_ROOT, is_checkout, shipped_dir
 from gymctl.errors import DockerError
 
-DOCKERFILE = REPO_ROOT / "images" / "Dockerfile"
-DEFAULT_CONTEXT = REPO_ROOT / "images" / ".context"
-# Beyond gymctl's declared server set: what `gymctl serve` itself imports (the command line, fast JSON).
-IMAGE_EXTRAS = ("typer", "orjson")
+DOCKERFILE = shipped_dir("images") / "Dockerfile"
+# The server set, declared once: what a server image installs and nothing more (the server kit, the head and
+# `gymctl serve`'s command line). pyproject.toml's dependencies hold these plus the host-only CLI packages
+# (rich beyond typer's, jinja2, python-on-whales, docker, ...); tests/unit/test_imports.py keeps the two in step.
+SERVER_REQUIREMENTS = (
+    "fastapi>=0.110",
+    "uvicorn[standard]>=0.29",
+    "aiohttp>=3.9",
+    "yarl>=1.9",
+    "pydantic>=2.6",
+    "pydantic-settings>=2.2",
+    "omegaconf>=2.3",
+    "PyYAML>=6",
+    "orjson>=3.9",
+    "typer>=0.12",
+)
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", "venv", "tests", ".pytest_cache", "*.egg-info")
 # Container tooling runs on the host, never in a server image (the CLI skips verbs whose module is absent):
-# leaving it out keeps images smaller and unchanged when only the tooling changes.
+# leaving it out keeps images smaller and unchanged when only the tooling changes. `_bundled` is the wheel's
+# copy of servers/ and templates: an image gets only its own servers.
 HOST_ONLY = shutil.ignore_patterns(
-    "__pycache__", "*.pyc", "compose", "docker",
+    "__pycache__", "*.pyc", "compose", "docker", "_bundled",
     *(f"{verb}_cmd.py" for verb in ("build", "images", "render", "up", "down", "ps", "logs", "restart")),
 )
 
 
+def default_context_dir() -> Path:
+    """images/.context/ in a checkout; installed from a wheel, a folder in the user's cache (site-packages stays clean)."""
+    if is_checkout():
+        return REPO_ROOT / "images" / ".context"
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "gymctl" / "build-context"
+
+
 def server_requirements() -> list[str]:
-    """gymctl's server dependency set (no extras) plus what the serve command needs."""
-    try:
-        reqs = [r for r in (requires("gymctl") or []) if "extra ==" not in r]
-    except PackageNotFoundError:
-        reqs = ["fastapi", "uvicorn[standard]", "aiohttp", "pydantic", "pydantic-settings", "omegaconf", "PyYAML"]
-    return sorted({*(r.split(";")[0].strip() for r in reqs), *IMAGE_EXTRAS})
+    """What a server image installs: the server set, sorted (the wheelhouse's requirements.txt)."""
+    return sorted(SERVER_REQUIREMENTS)
 
 
 def host_constraints(requirements: list[str]) -> list[str]:
@@ -41,10 +60,6 @@ def host_constraints(requirements: list[str]) -> list[str]:
 
     Only the closure counts, so installing unrelated packages on the host does not rebuild the wheelhouse.
     """
-    from importlib.metadata import distribution
-
-    from packaging.requirements import Requirement
-
     pins: dict[str, str] = {}
     todo = [(Requirement(r), frozenset(Requirement(r).extras)) for r in requirements]
     while todo:
@@ -100,10 +115,10 @@ def _sync(src: Path, dst: Path, ignore=IGNORE) -> None:
 
 
 class BuildContext:
-    """Prepares images/.context/ once per `gymctl build` and answers each unit's source hash."""
+    """Prepares the build context once per `gymctl build` and answers each unit's source hash."""
 
-    def __init__(self, root: Path = DEFAULT_CONTEXT) -> None:
-        self.root = root
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or default_context_dir()
 
     def prepare_shared(self) -> str:
         """Wheelhouse (rebuilt only when requirements or pins change), gymctl's source, the launcher script."""

@@ -90,10 +90,16 @@ def test_missing_config_file_says_where_it_looked(tmp_path):
     assert str(tmp_path / "nope.yaml") in msg and "servers" in msg
 
 
-def test_unreadable_config_file(tmp_path):
+def test_config_path_that_is_a_directory_says_so(tmp_path):
     d = tmp_path / "dir.yaml"
     d.mkdir()
-    expect_error(ConfigError, "not found", load_config, [str(d)], cwd=tmp_path)
+    msg = expect_error(ConfigError, "is a directory", load_config, [str(d)], cwd=tmp_path)
+    assert str(d) in msg and "pass a .yaml config file" in msg
+    # Relative, found in the working directory: the same, with a config file inside it offered.
+    (tmp_path / "cfgs" / "configs").mkdir(parents=True)
+    (tmp_path / "cfgs" / "configs" / "a.yaml").write_text("x: 1\n")
+    msg = expect_error(ConfigError, "is a directory", load_config, ["cfgs"], cwd=tmp_path)
+    assert "e.g. " + str(tmp_path / "cfgs" / "configs" / "a.yaml") in msg
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path):
