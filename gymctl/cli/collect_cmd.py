@@ -225,4 +225,4 @@ async def _start_inprocess(cfg):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("collect", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(collect)
+    app.command("collect")(collect)

@@ -7,15 +7,31 @@ from typing import Annotated
 
 import typer
 
-from gymctl.cli.render_cmd import ProjectOpt, project_of, stack_file
+from gymctl.cli.options import (
+    IgnoredConfigOpt,
+    IgnoredOverridesArg,
+    IgnoredSetOpt,
+    IgnoredTopologyOpt,
+    JsonOpt,
+    ProjectOpt,
+    print_json,
+)
+from gymctl.cli.render_cmd import project_of, stack_file
 
 
 def down(
+    overrides: IgnoredOverridesArg = None,
     project: ProjectOpt = None,
     volumes: Annotated[bool, typer.Option("--volumes", "-v", help="Remove the stack's volumes too.")] = False,
-    config: Annotated[list[str] | None, typer.Option("--config", "-c", hidden=True, help="Accepted for symmetry with up; the stack is found by project name.")] = None,
+    config: IgnoredConfigOpt = None,
+    sets: IgnoredSetOpt = None,
+    topology: IgnoredTopologyOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Stop and remove the stack's containers and network (by compose project name and gymctl's labels)."""
+    """Stop and remove the stack's containers and network (by compose project name and gymctl's labels).
+
+    Takes `gymctl up`'s command line unchanged: only --project matters; --config, --set, +overrides and --topology are accepted and ignored.
+    """
     from gymctl.docker.cleanup import remove_labelled
     from gymctl.docker.stack import ComposeStack, StackNotUpError
 
@@ -25,12 +41,17 @@ def down(
         before = stack.down(volumes=volumes)
     except StackNotUpError as e:
         print(f"{e}", file=sys.stderr)
+        if as_json:
+            print_json({"project": name, "was_up": False, "containers": 0, "networks": 0, "stray_containers": 0})
         return
     left = remove_labelled(name)  # anything compose did not own (e.g. a container started by hand with the label)
     n = len(before["containers"])
     extra = f"; also removed {left['containers']} stray container(s)" if left["containers"] else ""
     print(f"stack {name!r} down: {n} container(s), {len(before['networks'])} network(s) removed{extra}", file=sys.stderr)
+    if as_json:
+        print_json({"project": name, "was_up": True, "containers": n, "networks": len(before["networks"]),
+                    "stray_containers": left["containers"]})
 
 
 def register(app: typer.Typer) -> None:
-    app.command("down", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(down)
+    app.command("down")(down)

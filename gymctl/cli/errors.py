@@ -1,11 +1,19 @@
-"""The one place errors become `Type: message` on stderr and an exit code (no traceback for user mistakes)."""
+"""The one place errors become `Type: message` on stderr and an exit code (no traceback for user mistakes).
+
+Exit codes: 0 ok; 1 a failure (GymctlError, an unhealthy server, failed rollouts); 2 a usage or config
+error (UsageError, ConfigError, a bad flag or value); 130 interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
-from gymctl.errors import GymctlError
+from gymctl.errors import GymctlError, did_you_mean
+
+EXIT_CODES = {0: "ok", 1: "failure: an error, an unhealthy server or container, failed rollouts",
+              2: "usage or config error: a bad flag, value, override or config file", 130: "interrupted (Ctrl-C)"}
 
 
 def _classes(*paths: str) -> tuple[type[BaseException], ...]:
@@ -22,9 +30,18 @@ def _classes(*paths: str) -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-_CLICK_ERRORS = _classes("typer._click.exceptions.ClickException", "click.exceptions.ClickException")
+def _click(name: str) -> tuple[type[BaseException], ...]:
+    return _classes(f"typer._click.exceptions.{name}", f"click.exceptions.{name}")
+
+
+_CLICK_ERRORS = _click("ClickException")
+_USAGE_ERRORS = _click("UsageError")
+_BAD_PARAMETERS = _click("BadParameter")
+_NO_SUCH_OPTIONS = _click("NoSuchOption")
+_MISSING = _click("MissingParameter")
 _ABORTS = _classes("typer.exceptions.Abort", "click.exceptions.Abort")
 _EXITS = _classes("typer.exceptions.Exit", "click.exceptions.Exit")
+_NOT_ONE_OF = re.compile(r"(?:Value error, )?(.*) is not one of ")
 
 
 def report(e: GymctlError) -> int:
@@ -32,8 +49,41 @@ def report(e: GymctlError) -> int:
     return e.exit_code
 
 
+def _option_names(command: Any) -> list[str]:
+    return [o for p in getattr(command, "params", []) for o in (*p.opts, *getattr(p, "secondary_opts", [])) if o.startswith("-")]
+
+
+def _param_hint(param: Any) -> str:
+    opts = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+    return opts[0] if opts else str(getattr(param, "name", "") or "").upper()
+
+
+def usage_message(e: Any) -> str:
+    """A click usage error in gymctl's words, one line: what was wrong, the choices or a did-you-mean, where help is."""
+    ctx = getattr(e, "ctx", None)
+    see = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    if _NO_SUCH_OPTIONS and isinstance(e, _NO_SUCH_OPTIONS):
+        name = str(e.option_name)  # type: ignore[attr-defined]
+        known = _option_names(ctx.command) if ctx is not None else []
+        return f"unknown option {name!r}{did_you_mean(name, known)}{see}"
+    param = getattr(e, "param", None)
+    if _BAD_PARAMETERS and isinstance(e, _BAD_PARAMETERS) and param is not None and not (_MISSING and isinstance(e, _MISSING)):
+        desc = getattr(param, "type_descriptor", None)
+        given = _NOT_ONE_OF.match(str(e.message))  # type: ignore[attr-defined]
+        if desc is not None and getattr(desc, "is_choice", False) and desc.choices and given:
+            choices = ", ".join(str(getattr(c, "value", c)) for c in desc.choices)
+            return f"{_param_hint(param)} {given.group(1)} is not known; choose one of: {choices}"
+        return f"{e.format_message()}{see}"
+    message = e.format_message()
+    command = getattr(ctx, "command", None)
+    unknown = re.match(r"No such command '([^']+)'", message)
+    if unknown and hasattr(command, "commands"):
+        return f"unknown command {unknown.group(1)!r}{did_you_mean(unknown.group(1), list(command.commands))}{see}"
+    return f"{message.rstrip('.')}{see}"
+
+
 def run_app(app: Any, args: list[str] | None = None, prog_name: str | None = None) -> None:
-    """Run a typer app; GymctlError -> message + exit code; a bad flag -> click's usage message; Ctrl-C -> 130."""
+    """Run a typer app (or one click command); GymctlError -> message + exit code; a bad flag -> UsageError, 2; Ctrl-C -> 130."""
     try:
         app(args=args, prog_name=prog_name, standalone_mode=False)
     except GymctlError as e:
@@ -41,9 +91,12 @@ def run_app(app: Any, args: list[str] | None = None, prog_name: str | None = Non
     except KeyboardInterrupt:
         sys.exit(130)
     except BaseException as e:
+        if _USAGE_ERRORS and isinstance(e, _USAGE_ERRORS):
+            print(f"UsageError: {usage_message(e)}", file=sys.stderr)
+            sys.exit(2)
         if _CLICK_ERRORS and isinstance(e, _CLICK_ERRORS):
             e.show()  # type: ignore[attr-defined]
-            sys.exit(getattr(e, "exit_code", 2))
+            sys.exit(getattr(e, "exit_code", 1))
         if _ABORTS and isinstance(e, _ABORTS):
             print("Aborted.", file=sys.stderr)
             sys.exit(130)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from gymctl.cli.options import JsonOpt, print_json
+
 images_app = typer.Typer(help="The offline base image and gymctl's images.", no_args_is_help=True)
 
 
@@ -26,11 +28,15 @@ def base(
 
 
 @images_app.command("ls")
-def ls() -> None:
+def ls(as_json: JsonOpt = False) -> None:
     """The images gymctl built (label io.gymctl.image), with sizes."""
     from gymctl.docker.cleanup import gymctl_images
 
-    for tag, size, unit in gymctl_images():
+    images = gymctl_images()
+    if as_json:
+        print_json([{"image": tag, "size_bytes": size, "unit": unit} for tag, size, unit in images])
+        return
+    for tag, size, unit in images:
         print(f"{tag:48} {size / 1e6:7.1f} MB  {unit}")
 
 

@@ -7,20 +7,23 @@ from typing import Annotated
 
 import typer
 
-from gymctl.cli.render_cmd import ProjectOpt, project_of, stack_file
+from gymctl.cli.options import ConfigOpt, IgnoredTopologyOpt, OverridesArg, ProjectOpt, SetOpt, split_instance
+from gymctl.cli.render_cmd import project_of, stack_file
+
+ALIAS_HELP = " Only read to map an alias instance to the agent container serving it."
 
 
-def service_of(instance: str, states, config: list[str] | None) -> str:
+def service_of(instance: str, states, config: list[str] | None, sets: list[str] | None = None, overrides: list[str] | None = None) -> str:
     """The compose service serving an instance (an alias is served by its agent's container)."""
     from gymctl.compose.model import service_name
 
     by_instance = {s.instance: s.service for s in states}
     if instance in by_instance:
         return by_instance[instance]
-    if config:
+    if config or any(o.lstrip("+").startswith("config_paths=") for o in overrides or []):
         from gymctl.cli.options import load_from_cli
 
-        spec = load_from_cli(config, None, None).instances.get(instance)
+        spec = load_from_cli(config, sets, overrides).instances.get(instance)
         if spec is not None and spec.alias_of:
             return by_instance.get(spec.alias_of, service_name(spec.alias_of))
     if instance in {s.service for s in states}:
@@ -32,18 +35,26 @@ def service_of(instance: str, states, config: list[str] | None) -> str:
 
 
 def logs(
-    instance: Annotated[str | None, typer.Argument(help="Instance (or `head`); default: every container.")] = None,
+    instance: Annotated[str | None, typer.Argument(help="Instance (or `head`); default: every container.", show_default=False)] = None,
+    overrides: OverridesArg = None,
     project: ProjectOpt = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
     tail: Annotated[int | None, typer.Option("--tail", "-n", help="Only the last N lines of each container.")] = None,
-    config: Annotated[list[str] | None, typer.Option("--config", "-c", help="The config (maps alias instances to their agent).")] = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    topology: IgnoredTopologyOpt = None,
 ) -> None:
-    """Print the logs of the stack's containers, or of the one serving INSTANCE."""
+    """Print the logs of the stack's containers, or of the one serving INSTANCE.
+
+    Takes `gymctl up`'s command line: --config / --set / +overrides are read only to map an alias instance
+    to its agent's container; --topology is accepted and ignored.
+    """
     from gymctl.docker.stack import ComposeStack
 
+    instance, overrides = split_instance(instance, overrides)
     name = project_of(project)
     stack = ComposeStack(name, stack_file(name))
-    service = service_of(instance, stack._require_up(), config) if instance else None
+    service = service_of(instance, stack.require_up(), config, sets, overrides) if instance else None
     try:
         for chunk in stack.logs(service, follow=follow, tail=tail):
             sys.stdout.write(chunk)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib
+from typing import Annotated
 
 import typer
+
+EPILOG = ("Exit codes: 0 ok; 1 failure (an error, an unhealthy server or container, failed rollouts); "
+          "2 usage or config error (a bad flag, value, override or config file); 130 interrupted (Ctrl-C).")
 
 app = typer.Typer(
     name="gymctl",
@@ -13,11 +17,41 @@ app = typer.Typer(
         "and collect rollouts through them.\n\n"
         "Local runtime: gymctl run / serve / status / collect.   Containers: gymctl build / render / up / down / ps / logs / restart."
     ),
+    epilog=EPILOG,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def version_text() -> str:
+    """`gymctl <version>`: the installed distribution's version, else the source tree's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"gymctl {version('gymctl')}"
+    except PackageNotFoundError:
+        from gymctl import __version__
+
+        return f"gymctl {__version__}"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(version_text())
+        raise typer.Exit(0)
+
+
+VersionOpt = Annotated[
+    bool, typer.Option("--version", callback=_print_version, is_eager=True, expose_value=False, help="Print gymctl's version and exit.")
+]
+
+
+@app.callback()
+def _root(version: VersionOpt = False) -> None:
+    """Options given before the verb: --version, shell completion."""
+
 
 # Each module defines `register(app)`; a verb whose module is absent is simply not offered.
 VERB_MODULES = ("run", "serve", "status", "collect", "build", "images", "render", "up", "down", "ps", "logs", "restart")

@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 
-def _run(verb: str) -> None:
-    from gymctl.cli.errors import run_app
+def ng_command(verb: str) -> Any:
+    """gymctl's VERB as a command of its own (usage `ng_status [OPTIONS] ...`), with the root's --version."""
+    import typer.main
+
     from gymctl.cli.main import app
 
-    run_app(app, [verb, *sys.argv[1:]], prog_name=f"ng_{verb}")
+    root = typer.main.get_command(app)
+    command = root.commands[verb]  # type: ignore[attr-defined]
+    command.params.extend(p for p in root.params if p.name == "version")
+    return command
+
+
+def _run(verb: str, prog_name: str, args: list[str]) -> None:
+    from gymctl.cli.errors import run_app
+
+    run_app(ng_command(verb), args, prog_name=prog_name)
 
 
 def ng_run() -> None:
-    _run("run")
+    _run("run", "ng_run", sys.argv[1:])
 
 
 def ng_status() -> None:
-    _run("status")
+    _run("status", "ng_status", sys.argv[1:])
 
 
 def ng_collect_rollouts() -> None:
-    from gymctl.cli.errors import run_app
-    from gymctl.cli.main import app
-
-    run_app(app, ["collect", "--ng", *sys.argv[1:]], prog_name="ng_collect_rollouts")
+    _run("collect", "ng_collect_rollouts", ["--ng", *sys.argv[1:]])

@@ -1,13 +1,23 @@
-"""Options every config-taking verb shares: --config, --set, and NeMo Gym's `+key=value` arguments."""
+"""Options the verbs share, declared once: --config, --set, `+key=value`, the closed sets (--topology, --restart, --log-level), --project, --json."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import typer
 
 from gymctl.config.model import GymConfig, load_config
+
+# Closed sets. Each equals its library twin (tests/unit/test_cli_options.py checks): compose topologies =
+# gymctl.compose.model.TOPOLOGIES, restart policies = gymctl.runtime.separated.RESTART_POLICIES.
+ComposeTopology = Literal["all-in-one", "separated"]
+RunTopology = Literal["all-in-one", "separated"]
+RestartPolicy = Literal["no", "on-failure"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]  # what uvicorn accepts
+
+UP_ONLY = "Accepted so `gymctl up`'s command line works here unchanged; not used by this verb."
 
 ConfigOpt = Annotated[
     list[str] | None,
@@ -19,8 +29,66 @@ SetOpt = Annotated[
 ]
 OverridesArg = Annotated[
     list[str] | None,
-    typer.Argument(help="NeMo Gym style overrides: \"+config_paths=\\[a.yaml,b.yaml]\" +policy_model_name=NAME ...", show_default=False),
+    typer.Argument(metavar="OVERRIDES", help="NeMo Gym style overrides: \"+config_paths=\\[a.yaml,b.yaml]\" +policy_model_name=NAME ...", show_default=False),
 ]
+ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", envvar="GYMCTL_PROJECT", help="Compose project (stack) name; default: gymctl.")]
+TopologyOpt = Annotated[
+    ComposeTopology,
+    typer.Option("--topology", "-t", help="all-in-one: one container; separated: the head plus one container per instance."),
+]
+RunTopologyOpt = Annotated[
+    RunTopology,
+    typer.Option("--topology", "-t", help="all-in-one: every server in this process; separated: one process per instance."),
+]
+RestartOpt = Annotated[RestartPolicy, typer.Option("--restart", help="separated: restart policy for crashed instances.")]
+
+
+def _known_to_logging(level: str) -> str:
+    """uvicorn's `trace` is below DEBUG; name it for the logging module too (as uvicorn does, level 5)."""
+    if level == "trace":
+        import logging
+
+        logging.addLevelName(5, "TRACE")
+    return level
+
+
+_LOG_LEVEL_HELP = "Server log level (uvicorn's levels, any case)."
+LogLevelOpt = Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False, callback=_known_to_logging, help=_LOG_LEVEL_HELP)]
+ServeLogLevelOpt = Annotated[
+    LogLevel, typer.Option("--log-level", envvar="GYMCTL_LOG_LEVEL", case_sensitive=False, callback=_known_to_logging, help=_LOG_LEVEL_HELP)
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (messages stay on stderr).")]
+
+# The same options on a verb that does not need them (down, ps, ...): accepted, ignored, and said so.
+IgnoredConfigOpt = Annotated[list[str] | None, typer.Option("--config", "-c", help=f"{UP_ONLY} (the stack is found by --project)")]
+IgnoredSetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help=UP_ONLY)]
+IgnoredOverridesArg = Annotated[list[str] | None, typer.Argument(metavar="OVERRIDES", help=f"`+key=value` overrides. {UP_ONLY}", show_default=False)]
+IgnoredTopologyOpt = Annotated[ComposeTopology | None, typer.Option("--topology", "-t", help=UP_ONLY, show_default=False)]
+IgnoredProjectOpt = Annotated[str | None, typer.Option("--project", "-p", envvar="GYMCTL_PROJECT", help=f"{UP_ONLY} (pass --head or a config to find the head)")]
+
+
+def print_json(value: Any) -> None:
+    """A verb's --json result on stdout (dataclasses and paths as plain JSON)."""
+    from dataclasses import asdict, is_dataclass
+
+    def plain(o: Any) -> Any:
+        if is_dataclass(o) and not isinstance(o, type):
+            return asdict(o)
+        return str(o)
+
+    print(json.dumps(value, indent=2, default=plain))
+
+
+def split_instance(instance: str | None, overrides: list[str] | None) -> tuple[str | None, list[str]]:
+    """INSTANCE and the `+key=value` overrides of `logs`/`restart`: an override given first is not the instance."""
+    args = [a for a in (instance, *(overrides or [])) if a is not None]
+    names = [a for a in args if "=" not in a]
+    rest = [a for a in args if "=" in a]
+    if len(names) > 1:
+        from gymctl.errors import UsageError
+
+        raise UsageError(f"one instance at a time: got {', '.join(map(repr, names))}")
+    return (names[0] if names else None), rest
 
 
 def load_from_cli(config: list[str] | None, sets: list[str] | None, overrides: list[str] | None) -> GymConfig:

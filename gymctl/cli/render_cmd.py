@@ -9,13 +9,11 @@ from typing import Annotated
 
 import typer
 
-from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt, load_from_cli
+from gymctl.cli.options import ConfigOpt, JsonOpt, OverridesArg, ProjectOpt, SetOpt, TopologyOpt, load_from_cli, print_json
 
 DEFAULT_PROJECT = "gymctl"
 STACKS_DIR = Path(".gymctl") / "stacks"  # under the working directory: the last rendered file of each project
 
-TopologyOpt = Annotated[str, typer.Option("--topology", "-t", help="all-in-one: one container; separated: the head plus one container per instance.")]
-ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", envvar="GYMCTL_PROJECT", help="Compose project (stack) name; default: gymctl.")]
 PublishHostOpt = Annotated[str, typer.Option("--publish-host", help="Host address the head and agents are published on.")]
 PrefixOpt = Annotated[str, typer.Option("--image-prefix", help="Image names: PREFIX/<impl>:TAG.")]
 TagOpt = Annotated[str, typer.Option("--tag", help="Image tag.")]
@@ -73,6 +71,7 @@ def render_cmd(
     publish_host: PublishHostOpt = "127.0.0.1",
     image_prefix: PrefixOpt = "gymctl",
     tag: TagOpt = "latest",
+    as_json: JsonOpt = False,
 ) -> None:
     """Render the compose file of a config for one topology (no Docker needed; `docker compose up` runs it).
 
@@ -81,6 +80,10 @@ def render_cmd(
       gymctl render -t separated -o deploy/ -c resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml \\
                     -c responses_api_models/scripted_model/configs/scripted_model.yaml
     """
+    from gymctl.errors import UsageError
+
+    if as_json and output == "-":
+        raise UsageError("--json reports the file written: give --output DIR (without it the compose file itself is printed)")
     cfg = load_from_cli(config, sets, overrides)
     rendered = render_config(cfg, topology, project_of(project), publish_host=publish_host, prefix=image_prefix, tag=tag)
     warn(rendered)
@@ -93,7 +96,10 @@ def render_cmd(
     print(f"wrote {path} ({len(rendered.stack.services)} services, topology {topology})", file=sys.stderr)
     if names:
         print(f"secrets given on the command line travel by name: export {names} before `docker compose up`", file=sys.stderr)
+    if as_json:
+        print_json({"path": str(path), "project": project_of(project), "topology": topology,
+                    "services": [s.name for s in rendered.stack.services], "secret_env": sorted(rendered.secret_env)})
 
 
 def register(app: typer.Typer) -> None:
-    app.command("render", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(render_cmd)
+    app.command("render")(render_cmd)

@@ -10,20 +10,17 @@ from typing import Annotated
 
 import typer
 
-from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt, load_from_cli
-from gymctl.errors import UsageError
-
-TOPOLOGIES = ("all-in-one", "separated")
+from gymctl.cli.options import ConfigOpt, LogLevelOpt, OverridesArg, RestartOpt, RunTopologyOpt, SetOpt, load_from_cli
 
 
 def run(
     overrides: OverridesArg = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
-    topology: Annotated[str, typer.Option("--topology", "-t", help="all-in-one: every server in this process; separated: one process per instance.")] = "all-in-one",
+    topology: RunTopologyOpt = "all-in-one",
     log_dir: Annotated[str | None, typer.Option("--log-dir", help="separated: write each instance's output to DIR/<instance>.log too.")] = None,
-    restart: Annotated[str, typer.Option("--restart", help="separated: restart policy for crashed instances: no | on-failure.")] = "no",
-    log_level: Annotated[str, typer.Option("--log-level", help="Server log level (debug, info, warning, error).")] = "warning",
+    restart: RestartOpt = "no",
+    log_level: LogLevelOpt = "warning",
 ) -> None:
     """Start the head and every server of a config, locally (no Docker), until Ctrl-C.
 
@@ -33,8 +30,6 @@ def run(
                  -c responses_api_models/scripted_model/configs/scripted_model.yaml
       ng_run "+config_paths=\\[a.yaml,b.yaml]" +policy_base_url=http://127.0.0.1:8000/v1 +policy_api_key=KEY +policy_model_name=M
     """
-    if topology not in TOPOLOGIES:
-        raise UsageError(f"--topology {topology!r} is not known; choose one of: {', '.join(TOPOLOGIES)}")
     cfg = load_from_cli(config, sets, overrides)
     if topology == "separated":
         from gymctl.cli.console import print_processes
@@ -83,4 +78,4 @@ async def _all_in_one(cfg, log_level: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(run)
+    app.command("run")(run)

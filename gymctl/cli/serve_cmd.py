@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt, load_from_cli
+from gymctl.cli.options import ConfigOpt, OverridesArg, ServeLogLevelOpt, SetOpt, load_from_cli
 from gymctl.errors import ConfigError, UsageError, did_you_mean
 
 CONFIG_FILE_ENV = "GYMCTL_CONFIG_FILE"  # containers: the merged config, mounted
@@ -23,7 +23,7 @@ def serve(
     sets: SetOpt = None,
     head_url: Annotated[str | None, typer.Option("--head", envvar="GYMCTL_HEAD_URL", help="Head to register with (default: the config's head_server).")] = None,
     port: Annotated[int | None, typer.Option("--port", envvar="GYMCTL_PORT", help="Port to listen on (default: the config's, else any free port).")] = None,
-    log_level: Annotated[str, typer.Option("--log-level", envvar="GYMCTL_LOG_LEVEL")] = "warning",
+    log_level: ServeLogLevelOpt = "warning",
 ) -> None:
     """Start ONE server instance of a config (or the head), register it with the head, serve until SIGTERM.
 
@@ -124,4 +124,4 @@ def _load_mounted(path: str, sets: list[str] | None, instance: str):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("serve", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(serve)
+    app.command("serve")(serve)

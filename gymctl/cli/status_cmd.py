@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt
+from gymctl.cli.options import ConfigOpt, IgnoredProjectOpt, IgnoredTopologyOpt, JsonOpt, OverridesArg, SetOpt
 
 def head_url_from(head: str | None, config: list[str] | None, sets: list[str] | None, overrides: list[str] | None) -> str:
     """--head, else the config's head_server (files or +head_server.* overrides), else GYMCTL_HEAD_URL, else :11000."""
@@ -54,8 +54,9 @@ def _table(st):
 
 
 def _summary(st) -> str:
+    """NeMo Gym's ng_status summary, word for word, so scripts written for it keep working."""
     healthy = sum(1 for i in st.instances if i.ok)
-    return f"{len(st.instances)} instances ({healthy} healthy, {len(st.instances) - healthy} unhealthy)"
+    return f"{len(st.instances)} servers found ({healthy} healthy, {len(st.instances) - healthy} unhealthy)"
 
 
 def _watch(url: str, token: str | None, expect: int | None, interval_s: float) -> int:
@@ -103,15 +104,18 @@ def status(
     config: ConfigOpt = None,
     sets: SetOpt = None,
     head: Annotated[str | None, typer.Option("--head", help="Head URL (default: the config's head_server, GYMCTL_HEAD_URL, or http://127.0.0.1:11000).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: JsonOpt = False,
     expect: Annotated[int | None, typer.Option("--expect", help="Also require at least N healthy instances, replicas included (exit 1 otherwise).")] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="A live table, refreshed every --interval seconds until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option("--interval", help="--watch: seconds between refreshes.")] = 1.0,
+    topology: IgnoredTopologyOpt = None,
+    project: IgnoredProjectOpt = None,
 ) -> None:
     """Show every instance registered with the head: health, URL, uptime, head->server round trip.
 
     Exit code 0 only when the head is ready, every instance is healthy and (with --expect N) at least N are.
-    Sends GYMCTL_AUTH_TOKEN when it is set.
+    Prints NeMo Gym's `N servers found (H healthy, U unhealthy)` line above the table. Sends GYMCTL_AUTH_TOKEN when it is set.
+    Takes `gymctl up`'s command line: the config names the head; --topology and --project are accepted and ignored.
     """
     from gymctl.errors import UsageError
     from gymctl.runtime.loop import run as run_loop
@@ -137,10 +141,10 @@ def status(
         from rich.console import Console
 
         con = Console() if sys.stdout.isatty() else Console(width=200)
+        con.print(_summary(st), highlight=False)
         con.print(_table(st))
-        con.print(_summary(st))
     sys.exit(0 if st.ok else 1)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("status", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(status)
+    app.command("status")(status)

@@ -9,13 +9,11 @@ from typing import Annotated
 import typer
 
 from gymctl.cli.build_cmd import BaseImageOpt, build_for
-from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt, load_from_cli
+from gymctl.cli.options import ConfigOpt, JsonOpt, OverridesArg, ProjectOpt, SetOpt, TopologyOpt, load_from_cli, print_json
 from gymctl.cli.render_cmd import (
     PrefixOpt,
-    ProjectOpt,
     PublishHostOpt,
     TagOpt,
-    TopologyOpt,
     project_of,
     render_config,
     stack_file,
@@ -75,6 +73,7 @@ def up(
     base_image: BaseImageOpt = "gymctl/base:bookworm",
     image_prefix: PrefixOpt = "gymctl",
     tag: TagOpt = "latest",
+    as_json: JsonOpt = False,
 ) -> None:
     """Start a config's servers in containers (Docker Compose), in one topology.
 
@@ -102,11 +101,16 @@ def up(
     finally:
         progress.close()
     head = next(p for s in rendered.stack.services for p in s.ports if s.name in ("head", "gymctl"))
+    head_url = f"http://{head.host_ip}:{head.host_port}"
     state = "ready" if wait else "started"
-    print(f"stack {name!r} ({topology}, {len(rendered.stack.services)} containers) {state} in {time.monotonic() - t0:.1f} s; "
-          f"head http://{head.host_ip}:{head.host_port}  (gymctl status --head http://{head.host_ip}:{head.host_port}; gymctl down -p {name})",
+    seconds = time.monotonic() - t0
+    print(f"stack {name!r} ({topology}, {len(rendered.stack.services)} containers) {state} in {seconds:.1f} s; "
+          f"head {head_url}  (gymctl status --head {head_url}; gymctl down -p {name})",
           file=sys.stderr)
+    if as_json:
+        print_json({"project": name, "topology": topology, "state": state, "head_url": head_url, "file": str(path),
+                    "services": [s.name for s in rendered.stack.services], "seconds": round(seconds, 2)})
 
 
 def register(app: typer.Typer) -> None:
-    app.command("up", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(up)
+    app.command("up")(up)

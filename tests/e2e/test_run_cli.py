@@ -58,7 +58,7 @@ def test_ng_status_reports_every_instance_healthy(gymctl_deployment):
     res = subprocess.run([sys.executable, "-c", "from gymctl.cli.ng import ng_status; ng_status()", f"+head_server.port={port}"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "4 instances (4 healthy, 0 unhealthy)" in res.stdout
+    assert "4 servers found (4 healthy, 0 unhealthy)" in res.stdout  # NeMo Gym's ng_status wording
 
 
 def test_status_against_a_head_that_does_not_answer():
