@@ -10,6 +10,7 @@
     +-- PortInUseError           a port gymctl must bind is taken (.host .port .owner)
     +-- StartupError             a server or child process failed to start (.instance .log_tail .process_exit_code)
     +-- NotReadyError            a deployment did not become ready in time (.service .status .log_tail)
+    |   +-- WaitTimeoutError     a condition polled for did not hold in time (.what .waited_s .detail)
     +-- DockerError              the Docker CLI or engine failed (.argv .returncode .stderr)
     |   +-- DockerUnavailableError   no engine or no Compose v2, and how to get it
     +-- StackNotUpError          restart/logs/ps on a stack that is not up (gymctl.docker.stack)
@@ -152,3 +153,13 @@ class DockerError(GymctlError):
 
 class DockerUnavailableError(DockerError):
     """No Docker engine, or no Compose v2: says which and how to get it."""
+
+
+class WaitTimeoutError(NotReadyError):
+    """A condition gymctl polled for (gymctl.polling.poll_until) did not hold in time: says what and for how long."""
+
+    def __init__(self, what: str, waited_s: float, detail: str = "") -> None:
+        super().__init__(f"{what}: not after {waited_s:.1f} s" + (f" ({detail})" if detail else ""), service=what)
+        self.what = what
+        self.waited_s = waited_s
+        self.detail = detail

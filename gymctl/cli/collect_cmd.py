@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from gymctl.cli.options import ConfigOpt, OverridesArg, SetOpt, default_head_url, head_from_overrides
+from gymctl.cli.options import (
+    ConfigOpt,
+    OverridesArg,
+    SetOpt,
+    default_head_url,
+    head_from_overrides,
+)
 from gymctl.errors import UsageError
 
 # NeMo Gym's `+key=value` collector arguments -> our option names.
@@ -148,80 +152,20 @@ def collect(
 
 
 async def _collect(spec, head_url: str, cfg, *, start_if_absent: bool, head_wait_s: float = 10.0):
-    import asyncio
-    import signal
+    from gymctl.cli.collect_view import ProgressView
+    from gymctl.runtime.embedded import collect as collect_rollouts
 
-    from gymctl.rollouts import Collector
-    from gymctl.rollouts.agents import resolve_agent
-    from gymctl.server.auth import auth_headers, auth_token
-    from gymctl.server.client import new_session
+    progress = ProgressView()
 
-    token = auth_token()
-    session = new_session()
-    dep = None
-    try:
-        if start_if_absent and not await _head_alive(session, head_url):
-            dep, head_url = await _start_inprocess(cfg)
-        agent_url = await resolve_agent(head_url, spec.agent, session=session, token=token, head_wait_s=head_wait_s)
-        from gymctl.cli.collect_view import ProgressView
+    def on_started(dep, seconds: float) -> None:
+        print(f"No head running: started the deployment in this process ({len(dep.servers)} instances, head {dep.head_url}, {seconds:.2f} s)", file=sys.stderr, flush=True)
 
-        progress = ProgressView()
-        collector = Collector(spec, agent_url, session=session, headers=auth_headers(token), on_progress=progress.update, on_input_error=progress.input_error)
-        loop = asyncio.get_running_loop()
-        presses = 0
-
-        def on_sigint() -> None:
-            nonlocal presses
-            presses += 1
-            if presses > 1:
-                os._exit(130)  # every written row is complete: nothing is lost
-            progress.note("Stopping: rows already written are kept; run the same command again to resume.")
-            collector.stop()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_sigint)
-        try:
-            with progress:
-                return await collector.run(), dep is not None
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-    finally:
-        await session.close()
-        if dep is not None:
-            from gymctl.runtime.inprocess import stop
-
-            await stop(dep)
-
-
-async def _head_alive(session, head_url: str) -> bool:
-
-    import aiohttp
-
-    try:
-        async with session.get(head_url.rstrip("/") + "/server_instances", timeout=aiohttp.ClientTimeout(total=2)) as r:
-            await r.read()
-            return True
-    except (TimeoutError, aiohttp.ClientError, OSError):
-        return False
-
-
-async def _start_inprocess(cfg):
-    """No head is running: start the config's deployment in this process, on a free head port."""
-    import socket
-
-    from gymctl.runtime.inprocess import start, wait_ready
-    from gymctl.server.settings import ServerSettings
-
-    with socket.socket() as s:
-        s.bind((cfg.head_host, 0))
-        cfg.head_port = s.getsockname()[1]
-    settings = ServerSettings().model_copy(update={"head_url": None, "port": None, "host_url": None})
-    t0 = time.monotonic()
-    dep = await start(cfg, settings=settings)
-    await wait_ready(dep)
-    print(f"No head running: started the deployment in this process ({len(dep.servers)} instances, head {dep.head_url}, {time.monotonic() - t0:.2f} s)", file=sys.stderr, flush=True)
-    return dep, dep.head_url
+    result = await collect_rollouts(
+        spec, head_url, cfg, start_if_absent=start_if_absent, head_wait_s=head_wait_s, on_progress=progress.update,
+        on_input_error=progress.input_error, on_started=on_started, display=progress,
+        on_stopping=lambda: progress.note("Stopping: rows already written are kept; run the same command again to resume."),
+    )
+    return result.summary, result.in_process
 
 
 def register(app: typer.Typer) -> None:

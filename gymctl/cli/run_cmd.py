@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import sys
-import time
 from typing import Annotated
 
 import typer
 
-from gymctl.cli.options import ConfigOpt, LogLevelOpt, OverridesArg, RestartOpt, RunTopologyOpt, SetOpt, load_from_cli
+from gymctl.cli.options import (
+    ConfigOpt,
+    LogLevelOpt,
+    OverridesArg,
+    RestartOpt,
+    RunTopologyOpt,
+    SetOpt,
+    load_from_cli,
+)
 
 
 def run(
@@ -35,45 +40,19 @@ def run(
         from gymctl.cli.console import print_processes
         from gymctl.runtime.separated import run_separated
 
-        sys.exit(run_separated(cfg, config_args=(config, sets, overrides), serve=_serve_child, on_ready=print_processes,
+        sys.exit(run_separated(cfg, config_args=(config, sets, overrides), on_ready=print_processes,
                                log_dir=log_dir, restart=restart, log_level=log_level))
     from gymctl.runtime.loop import run as run_loop
 
     run_loop(_all_in_one(cfg, log_level))
 
 
-def _serve_child(argv: list[str]) -> None:
-    """What a forked child of the separated runtime runs: `gymctl serve ...`, through this CLI."""
-    from gymctl.cli.errors import run_app
-    from gymctl.cli.main import app
-
-    run_app(app, args=argv, prog_name="gymctl")
-
-
 async def _all_in_one(cfg, log_level: str) -> None:
-    import logging
-
     from gymctl.cli.console import print_deployment
-    from gymctl.runtime.inprocess import on_signals, start, stop, wait_ready
-    from gymctl.runtime.loop import tune_gc
-    from gymctl.server.settings import ServerSettings
+    from gymctl.runtime.embedded import serve_all
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    t0 = time.monotonic()
-    # GYMCTL_PORT / GYMCTL_HEAD_URL / GYMCTL_HOST_URL describe ONE server (containers, `gymctl serve`); a shell
-    # that exported them must not make every instance of an all-in-one run bind one port.
-    settings = ServerSettings(log_level=log_level, port=None, head_url=None, host_url=None)
-    dep = await start(cfg, settings=settings)
-    tune_gc()
-    stop_event = asyncio.Event()
-    on_signals(stop_event, force=lambda: os._exit(130))
-    try:
-        await wait_ready(dep)
-        print_deployment(dep, time.monotonic() - t0)
-        await stop_event.wait()
-        print("Stopping: draining in-flight requests ...", file=sys.stderr, flush=True)
-    finally:
-        await stop(dep)
+    await serve_all(cfg, log_level, on_ready=print_deployment,
+                    on_stopping=lambda: print("Stopping: draining in-flight requests ...", file=sys.stderr, flush=True))
     print("Stopped; nothing left running.", file=sys.stderr, flush=True)
 
 

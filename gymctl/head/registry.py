@@ -10,13 +10,17 @@ from typing import Any
 @dataclass
 class Entry:
     record: dict[str, Any]
-    registered_at: float
-    last_seen: float
+    registered_at: float  # wall clock (shown to users as start_time when the server sent none)
+    last_seen: float  # monotonic: leases never jump with the system clock
 
 
 @dataclass
 class Registry:
-    """Leases renewed by heartbeat: past `lease_s` an instance is unhealthy, past `drop_s` it is gone."""
+    """Leases renewed by heartbeat: past `lease_s` an instance is unhealthy, past `drop_s` it is gone.
+
+    Leases run on the monotonic clock (`now` arguments are `time.monotonic()` values); the
+    `start_time` / `uptime_seconds` shown to users are wall-clock.
+    """
 
     expected: set[str] = field(default_factory=set)
     lease_s: float = 6.0
@@ -26,11 +30,11 @@ class Registry:
 
     def register(self, record: dict[str, Any], now: float | None = None) -> bool:
         """Add or renew; True when this is a new registration."""
-        now = now or time.time()
+        now = now or time.monotonic()
         key = (record["process_name"], record["url"])
         entry = self.entries.get(key)
         if entry is None:
-            self.entries[key] = Entry(record, now, now)
+            self.entries[key] = Entry(record, time.time(), now)
             return True
         entry.record = record
         entry.last_seen = now
@@ -43,7 +47,7 @@ class Registry:
         return bool(keys)
 
     def sweep(self, now: float | None = None) -> None:
-        now = now or time.time()
+        now = now or time.monotonic()
         for k in [k for k, e in self.entries.items() if now - e.last_seen > self.drop_s]:
             del self.entries[k]
 
@@ -52,14 +56,15 @@ class Registry:
 
     def instances(self, now: float | None = None) -> list[dict[str, Any]]:
         """NeMo Gym's `/server_instances` items plus `host_url`, `status`, `last_seen_s`."""
-        now = now or time.time()
+        now = now or time.monotonic()
+        wall = time.time()
         self.sweep(now)
         out = []
         for entry in self.entries.values():
             item = dict(entry.record)
             start = item.get("start_time") or entry.registered_at
             item["start_time"] = start
-            item["uptime_seconds"] = round(now - start, 3)
+            item["uptime_seconds"] = round(max(wall - start, 0.0), 3)
             item["status"] = self.status_of(entry, now)
             item["last_seen_s"] = round(now - entry.last_seen, 3)
             out.append(item)
@@ -68,6 +73,6 @@ class Registry:
 
     def missing(self, now: float | None = None) -> list[str]:
         """Expected instances with no healthy registration."""
-        now = now or time.time()
+        now = now or time.monotonic()
         healthy = {e.record["process_name"] for e in self.entries.values() if self.status_of(e, now) == "healthy"}
         return sorted(self.expected - healthy)

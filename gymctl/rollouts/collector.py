@@ -14,8 +14,17 @@ import orjson
 from yarl import URL
 
 from gymctl.errors import InputError, UsageError
-from gymctl.rollouts.metrics import digest_output, fetch_aggregate_metrics, write_aggregate_metrics
-from gymctl.rollouts.paths import aggregate_metrics_path_for, check_paths, failures_path_for
+from gymctl.retry import RetryPolicy
+from gymctl.rollouts.metrics import (
+    digest_output,
+    fetch_aggregate_metrics,
+    write_aggregate_metrics,
+)
+from gymctl.rollouts.paths import (
+    aggregate_metrics_path_for,
+    check_paths,
+    failures_path_for,
+)
 from gymctl.rollouts.resume import ROLLOUT_INDEX, TASK_INDEX, ResumeState, scan_output
 from gymctl.rollouts.stats import RolloutStats, Summary, process_cpu_s
 from gymctl.rollouts.tasks import RESPONSES_CREATE_PARAMS, Task, count_tasks, iter_tasks
@@ -79,6 +88,7 @@ class Collector:
         self._agent_ref = {"type": "responses_api_agents", "name": spec.agent}
         self._run_url = URL(self.agent_url + "/run")  # parsed once, not per request
         self._stopping = asyncio.Event()
+        self._retry = RetryPolicy(retries=spec.retries, first_s=0.2, factor=2.0, max_s=5.0)  # read only after a failure
         self._timeout = aiohttp.ClientTimeout(total=spec.timeout_s) if spec.timeout_s else aiohttp.ClientTimeout(total=None)
         self._out: JsonlAppender | None = None
         self._failures: JsonlAppender | None = None
@@ -167,11 +177,11 @@ class Collector:
                 break
             except _RETRYABLE as e:
                 attempt += 1
-                if attempt > self.spec.retries:
+                if not self._retry.allows(attempt):
                     reason = f"agent {self.spec.agent} at {self.agent_url} unreachable after {attempt} attempts: {type(e).__name__}: {e}"
                     self._fail(task, repeat, reason, "agent_request_failed", time.monotonic() - started)
                     return
-                await asyncio.sleep(0.1 * 2**attempt)
+                await asyncio.sleep(self._retry.delay(attempt))
             except TimeoutError:
                 self._fail(task, repeat, f"rollout timed out after {self.spec.timeout_s:g} s (--timeout)", "timeout", time.monotonic() - started)
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 TAIL_LINES = 30
-_SERVING = re.compile(r"serving at (\S+) \(pid (\d+)\)")
+READY_FD_ENV = "GYMCTL_READY_FD"  # ServerSettings.ready_fd: the pipe a child reports {"url", "pid"} on
 _COLORS = (36, 33, 32, 35, 34, 96, 93, 92, 95, 94)  # ANSI foreground colors, one per instance
 
 
@@ -69,7 +70,9 @@ class Child:
     """One `gymctl serve NAME` process in its own session (its pid is its process group id).
 
     The first start forks this process (modules already imported, pages shared copy-on-write) and runs
-    the `serve` command in the fork; a restart, with an event loop running, spawns `argv` instead.
+    the serve function in the fork; a restart, with an event loop running, spawns `argv` instead.
+    Either way the child gets the write end of a ready pipe (its number in GYMCTL_READY_FD, or the
+    argument of the forked function) and writes one JSON line {"url": ..., "pid": ...} once it serves.
     """
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], *, sink: OutputSink, log_path: Path | None = None, cwd: str | None = None) -> None:
@@ -81,12 +84,14 @@ class Child:
         self.log_path = log_path
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.pid: int | None = None
-        self.url: str | None = None  # from the child's "serving at URL" line
+        self.url: str | None = None  # from the child's ready line
         self.started_at = 0.0
         self.restarts = 0
         self.returncode: int | None = None
         self._read_fd: int | None = None
+        self._ready_fd: int | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._ready: asyncio.Task[None] | None = None
         self._exited: asyncio.Future[int] | None = None
         self._log: IO[bytes] | None = None
 
@@ -94,6 +99,11 @@ class Child:
     def output_fd(self) -> int | None:
         """Read end of the child's output pipe until `attach()` takes it over."""
         return self._read_fd
+
+    @property
+    def parent_fds(self) -> list[int]:
+        """The pipe ends this process holds for the child until `attach()`: later forks must close them."""
+        return [fd for fd in (self._read_fd, self._ready_fd) if fd is not None]
 
     @property
     def running(self) -> bool:
@@ -111,10 +121,11 @@ class Child:
         self.returncode = None
         self.started_at = time.monotonic()
 
-    def fork(self, run: Callable[[], int], close_fds: list[int]) -> None:
-        """Start by fork (no event loop may run in this process yet); `run()` in the child returns its exit code."""
+    def fork(self, run: Callable[[int], int], close_fds: list[int]) -> None:
+        """Start by fork (no event loop may run in this process yet); `run(ready_fd)` in the child returns its exit code."""
         self._reset()
         r, w = os.pipe()
+        ready_r, ready_w = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
         parent = os.getpid()
@@ -128,12 +139,12 @@ class Child:
                 os.dup2(null, 0)
                 os.dup2(w, 1)
                 os.dup2(w, 2)
-                for fd in (null, r, w, *close_fds):
+                for fd in (null, r, w, ready_r, *close_fds):
                     os.close(fd)
                 for stream in (sys.stdout, sys.stderr):
-                    stream.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+                    stream.reconfigure(line_buffering=True)  # type: ignore[attr-defined,union-attr,unused-ignore]
                 _set_process_name(self.name)
-                code = run()
+                code = run(ready_w)
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
             except BaseException:
@@ -147,22 +158,29 @@ class Child:
                 finally:
                     os._exit(code)
         os.close(w)
-        self.pid, self._read_fd = pid, r
+        os.close(ready_w)
+        self.pid, self._read_fd, self._ready_fd = pid, r, ready_r
 
     def spawn(self, extra_env: dict[str, str] | None = None) -> None:
         """Start by exec of `argv` in a new session (safe while an event loop runs)."""
         self._reset()
         r, w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        os.set_inheritable(ready_w, True)  # only for this spawn: closed here right after
         null = os.open(os.devnull, os.O_RDONLY)
         try:
             self.pid = os.posix_spawn(
-                self.argv[0], self.argv, {**self.env, **(extra_env or {})}, setsid=True,
+                self.argv[0], self.argv, {**self.env, **(extra_env or {}), READY_FD_ENV: str(ready_w)}, setsid=True,
                 file_actions=[(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)],
             )
+        except BaseException:
+            os.close(ready_r)
+            raise
         finally:
             os.close(w)
+            os.close(ready_w)
             os.close(null)
-        self._read_fd = r
+        self._read_fd, self._ready_fd = r, ready_r
 
     async def attach(self) -> None:
         """Pump the child's output and watch for its exit on this event loop."""
@@ -176,6 +194,11 @@ class Child:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(self._read_fd, "rb", buffering=0))
         self._read_fd = None
         self._pump = asyncio.create_task(self._read(reader))
+        if self._ready_fd is not None:
+            ready = asyncio.StreamReader(limit=1 << 16)
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(ready), os.fdopen(self._ready_fd, "rb", buffering=0))
+            self._ready_fd = None
+            self._ready = asyncio.create_task(self._read_ready(ready))
         self._exited = loop.create_future()
         _watch_exit(loop, self.pid, self._exited)
 
@@ -197,9 +220,17 @@ class Child:
                 self._log.flush()
             text = raw.decode(errors="replace").rstrip("\r\n")
             self.tail.append(text)
-            if self.url is None and (m := _SERVING.search(text)):
-                self.url = m.group(1)
             self.sink.line(self.name, text)
+
+    async def _read_ready(self, reader: asyncio.StreamReader) -> None:
+        """The child's one ready line {"url": ..., "pid": ...}; anything else on the pipe is ignored."""
+        raw = await reader.readline()
+        try:
+            report = json.loads(raw)
+        except ValueError:
+            return
+        if isinstance(report, dict) and isinstance(report.get("url"), str):
+            self.url = report["url"]
 
     async def wait(self) -> int:
         """Until the child exits; its orphans (same process group) are killed, its output drained."""
@@ -212,6 +243,8 @@ class Child:
                 await asyncio.wait_for(self._pump, 2)
             except asyncio.TimeoutError:
                 self._pump.cancel()
+        if self._ready is not None and not self._ready.done():
+            self._ready.cancel()  # exited before it reported: no URL
         return code
 
     def signal_group(self, sig: int) -> bool:
@@ -235,9 +268,9 @@ class Child:
         if self._log is not None:
             self._log.close()
             self._log = None
-        if self._read_fd is not None:
-            os.close(self._read_fd)
-            self._read_fd = None
+        for fd in self.parent_fds:
+            os.close(fd)
+        self._read_fd = self._ready_fd = None
 
 
 def _watch_exit(loop: asyncio.AbstractEventLoop, pid: int, done: asyncio.Future[int]) -> None:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from gymctl.config.model import GymConfig
-from gymctl.errors import ConfigError, StartupError
+from gymctl.errors import ConfigError, StartupError, WaitTimeoutError
 from gymctl.head.app import create_head_app, expected_instances
 from gymctl.head.registry import Registry
+from gymctl.polling import poll_until
 from gymctl.runtime.addresses import bind_and_advertise
 from gymctl.server.asgi_dispatch import asgi_request
 from gymctl.server.client import ServerClient
@@ -118,7 +118,8 @@ async def start(
     served = [n for n in names if not config.instances[n].alias_of]
     token = settings.auth_token
     resolved = config.resolve(required=served)  # names any unset ${oc.env:VAR}
-    head_url = (head_url or settings.head_url or config.head_url).rstrip("/")
+    explicit_head = head_url or settings.head_url
+    head_url = (explicit_head or config.head_url).rstrip("/")
 
     local: dict[str, Any] = {}
     client = ServerClient(head_url, token=token, local=local, retries=3)
@@ -131,6 +132,11 @@ async def start(
         }
         apps = {name: _build_app(config, name, kits[name]) for name in served}
         head_sock, sockets = _bind_all(config, served, settings, with_head)
+        if head_sock is not None:
+            # Head port 0: the kernel chose; everything that names the head learns the real port now, before anyone registers.
+            bound_url = _adopt_head_port(config, resolved, head_sock.getsockname()[1])
+            if not explicit_head:
+                head_url = client.head_url = dep.head_url = bound_url
 
         head_app = None
         if with_head:
@@ -180,18 +186,30 @@ async def start(
     return dep
 
 
+def _adopt_head_port(config: GymConfig, resolved: dict[str, Any], port: int) -> str:
+    """The head's URL once its socket is bound (port 0 asks the kernel), written where servers read it."""
+    if config.head_port != port:
+        config.head_port = port
+        head = resolved.get("head_server")
+        if isinstance(head, dict):
+            head["port"] = port
+    return config.head_url.rstrip("/")
+
+
 async def _wait_started(dep: RunningDeployment, timeout_s: float = 30.0) -> None:
     servers = [s for s in ([dep.head] if dep.head else []) + list(dep.servers.values())]
-    deadline = time.monotonic() + timeout_s
-    while not all(s.server.started for s in servers):
+
+    def started() -> bool:
         for s in servers:
-            if s.task and s.task.done():
-                exc = s.task.exception()
-                raise StartupError(f"{s.name} stopped while starting: {exc!r}", instance=s.name)
-        if time.monotonic() > deadline:
-            slow = [s.name for s in servers if not s.server.started]
-            raise StartupError(f"servers not started after {timeout_s:.0f} s: {', '.join(slow)}")
-        await asyncio.sleep(0.005)
+            if s.task and s.task.done() and not s.server.started:
+                raise StartupError(f"{s.name} stopped while starting: {s.task.exception()!r}", instance=s.name)
+        return all(s.server.started for s in servers)
+
+    try:
+        await poll_until(started, timeout_s, 0.005, what="servers started")
+    except WaitTimeoutError:
+        slow = [s.name for s in servers if not s.server.started]
+        raise StartupError(f"servers not started after {timeout_s:.0f} s: {', '.join(slow)}") from None
 
 
 async def stop(dep: RunningDeployment) -> None:
@@ -212,24 +230,9 @@ async def stop(dep: RunningDeployment) -> None:
 
 async def wait_ready(dep: RunningDeployment, timeout_s: float = 30.0) -> None:
     """Until the registrar has registered everything (the head's readiness when it lives here)."""
-    if dep.registrar:
+    if dep.registrar is None:
+        return
+    try:
         await asyncio.wait_for(dep.registrar.registered.wait(), timeout_s)
-
-
-def on_signals(stop_event: asyncio.Event, force: Callable[[], None]) -> None:
-    """SIGINT/SIGTERM set `stop_event`; a second one forces the stop."""
-    import signal
-
-    loop = asyncio.get_running_loop()
-    count = 0
-
-    def handler() -> None:
-        nonlocal count
-        count += 1
-        if count == 1:
-            stop_event.set()
-        else:
-            force()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, handler)
+    except asyncio.TimeoutError:
+        raise WaitTimeoutError(f"registration with the head at {dep.head_url}", timeout_s, "is the head up?") from None

@@ -1,9 +1,10 @@
 """The separated runtime: the head and one `gymctl serve INSTANCE` process per instance, supervised until stopped.
 
-Children start by fork of this process once everything `gymctl serve` imports is loaded (each runs the
-`serve` command itself: ~0.2 s of CPU instead of ~1.5 s, and shared pages), before any event loop or
-thread exists; a restart (loop running) execs `python -m gymctl serve INSTANCE ...` with the same
-arguments. GYMCTL_SEPARATED_START=exec makes the first start exec too.
+Children start by fork of this process once everything serving imports is loaded (each calls
+`gymctl.runtime.serve.serve_one` on the config already parsed here: ~0.2 s of CPU instead of ~1.5 s,
+and shared pages), before any event loop or thread exists; a restart (loop running) execs
+`python -m gymctl serve INSTANCE ...` with the same arguments. GYMCTL_SEPARATED_START=exec makes the
+first start exec too. Either way a child reports its URL on its ready pipe (gymctl.runtime.children).
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gymctl.config.model import GymConfig
-from gymctl.errors import UsageError
+from gymctl.errors import GymctlError, UsageError
 from gymctl.runtime.children import Child, OutputSink
 from gymctl.runtime.supervisor import ReadyHook, RestartPolicy, Supervisor
-from gymctl.server.auth import auth_token
 from gymctl.server.serving import bind_socket
+from gymctl.server.settings import ServerSettings
 
 RESTART_POLICIES = ("no", "on-failure")
 # A separated child gets its own port: these would pin every child to one address.
-_CHILD_ENV_DROP = ("GYMCTL_PORT", "GYMCTL_HOST_URL", "GYMCTL_CONFIG_FILE")
+_CHILD_ENV_DROP = ("GYMCTL_PORT", "GYMCTL_HOST_URL", "GYMCTL_CONFIG_FILE", "GYMCTL_READY_FD")
 
 ConfigArgs = tuple[list[str] | None, list[str] | None, list[str] | None]
 
@@ -52,13 +53,23 @@ def child_env(head_url: str) -> dict[str, str]:
     return env
 
 
-def _serve_here(serve: Callable[[list[str]], None], args: list[str], env: dict[str, str]) -> Callable[[], int]:
-    """What a forked child runs: the `gymctl serve` command (handed in by the CLI), in the child's environment."""
+def _serve_here(cfg: GymConfig, name: str, env: dict[str, str], log_level: str) -> Callable[[int], int]:
+    """What a forked child runs: serve_one on the config parsed here, in the child's environment."""
 
-    def run() -> int:
+    def run(ready_fd: int) -> int:
+        from gymctl.runtime.loop import run as run_loop
+        from gymctl.runtime.serve import serve_one
+
         os.environ.clear()
         os.environ.update(env)
-        serve(args)
+        settings = ServerSettings(log_level=log_level, ready_fd=ready_fd)  # the rest from the child's environment
+        try:
+            run_loop(serve_one(cfg, name, settings))
+        except GymctlError as e:  # as `gymctl serve` reports it: the supervisor quotes this line
+            print(f"{type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            return e.exit_code
+        except KeyboardInterrupt:
+            return 130
         return 0
 
     return run
@@ -66,11 +77,10 @@ def _serve_here(serve: Callable[[list[str]], None], args: list[str], env: dict[s
 
 def _preload() -> bool:
     """Import what every `gymctl serve` needs once, here, so forked children start warm; False if forking is unsafe."""
+    import importlib
     import threading
 
-    import importlib
-
-    for module in ("gymctl.runtime.inprocess", "gymctl.server.settings", "uvloop"):
+    for module in ("gymctl.runtime.inprocess", "gymctl.runtime.serve", "uvloop"):
         try:
             importlib.import_module(module)
         except ImportError:
@@ -110,25 +120,24 @@ def build_children(cfg: GymConfig, config_args: ConfigArgs, *, log_dir: str | No
     ]
 
 
-def start_children(children: list[Child], *, fork: bool, serve: Callable[[list[str]], None]) -> None:
+def start_children(children: list[Child], cfg: GymConfig, *, fork: bool, log_level: str) -> None:
     """Start every child before the event loop exists: by fork when safe (fast, shared pages), else by exec."""
-    read_fds: list[int] = []
+    parent_fds: list[int] = []
     for child in children:
         if fork:
-            child.fork(_serve_here(serve, child.argv[3:], child.env), close_fds=list(read_fds))
+            child.fork(_serve_here(cfg, child.name, child.env, log_level), close_fds=list(parent_fds))
         else:
             child.spawn()
-        assert child.output_fd is not None
-        read_fds.append(child.output_fd)
+        parent_fds += child.parent_fds
 
 
 def run_separated(
-    cfg: GymConfig, *, config_args: ConfigArgs, serve: Callable[[list[str]], None], on_ready: ReadyHook,
-    log_dir: str | None = None, restart: str = "no", log_level: str = "warning",
+    cfg: GymConfig, *, config_args: ConfigArgs, on_ready: ReadyHook,
+    log_dir: str | None = None, restart: str = "no", log_level: str = "warning", settings: ServerSettings | None = None,
 ) -> int:
     """Run the head and every instance as separate processes until SIGINT/SIGTERM; the exit code.
 
-    `serve(argv)` is what a forked child runs (the CLI's `gymctl serve`); `on_ready` shows the ready table.
+    `config_args` rebuild the config in exec'd children (restarts); `on_ready` shows the ready table.
     """
     from gymctl.runtime.loop import run as run_loop
 
@@ -137,12 +146,12 @@ def run_separated(
     check_port_free(cfg.head_host, cfg.head_port, "head_server.port")
     sink = OutputSink(width=max(len(n) for n in ["gymctl", "head", *cfg.instances]))
     children = build_children(cfg, config_args, log_dir=log_dir, log_level=log_level, sink=sink)
-    fork = _preload() and os.environ.get("GYMCTL_SEPARATED_START") != "exec"
-    start_children(children, fork=fork, serve=serve)
+    settings = settings or ServerSettings()
+    fork = _preload() and settings.separated_start != "exec"
+    start_children(children, cfg, fork=fork, log_level=log_level)
 
     async def main() -> int:
-        sup = Supervisor(cfg, children, restart=policy, sink=sink, token=auth_token(), started_at=started_at, on_ready=on_ready)
-        sup.install_signals()
+        sup = Supervisor(cfg, children, restart=policy, sink=sink, token=settings.auth_token, started_at=started_at, on_ready=on_ready)
         return await sup.run()
 
     return run_loop(main())

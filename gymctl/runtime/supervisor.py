@@ -12,15 +12,19 @@ from typing import Any, Literal
 import aiohttp
 
 from gymctl.config.model import GymConfig
-from gymctl.errors import NotReadyError, StartupError
+from gymctl.errors import NotReadyError, StartupError, WaitTimeoutError
+from gymctl.polling import poll_until
+from gymctl.retry import RetryPolicy
 from gymctl.runtime.children import Child, OutputSink, describe_exit
+from gymctl.runtime.signals import capture_signals
 from gymctl.server.auth import auth_headers
 from gymctl.server.serving import bind_socket
 
 RestartPolicy = Literal["no", "on-failure"]
 READY_TIMEOUT_S = 60.0
 GRACE_S = 15.0  # SIGTERM -> SIGKILL (a server drains in-flight requests for up to 10 s)
-BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # restart delays; reset once a child stayed up STABLE_S
+# Restart delays 0.5, 1, 2, 4, 8, 8 ... s; the count resets once a child stayed up STABLE_S.
+RESTART_BACKOFF = RetryPolicy(retries=0, first_s=0.5, factor=2.0, max_s=8.0)
 STABLE_S = 30.0
 
 
@@ -69,63 +73,66 @@ class Supervisor:
         self._stopping = False
 
     # -- signals -----------------------------------------------------------------------------
-    def install_signals(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal, sig)
+    def _on_stop(self, sig: int) -> None:
+        self.sink.note(f"{signal.Signals(sig).name}: stopping every process (again to force) ...")
+        self.stop_event.set()
 
-    def _on_signal(self, sig: int) -> None:
-        if not self.stop_event.is_set():
-            self.sink.note(f"{signal.Signals(sig).name}: stopping every process (again to force) ...")
-            self.stop_event.set()
-            return
-        if not self.forced:
-            self.forced = True
-            self.sink.note(f"{signal.Signals(sig).name} again: forcing the stop (SIGKILL to every process group)")
-            for child in self.children:
-                child.signal_group(signal.SIGKILL)
+    def _on_force(self, sig: int) -> None:
+        self.forced = True
+        self.sink.note(f"{signal.Signals(sig).name} again: forcing the stop (SIGKILL to every process group)")
+        for child in self.children:
+            child.signal_group(signal.SIGKILL)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> int:
-        for child in self.children:
-            await child.attach()
-        self._watchers = [asyncio.create_task(self._watch(c)) for c in self.children]
-        try:
-            await self._wait_ready()
-            await self.stop_event.wait()
-        finally:
-            await self.shutdown()
+        """Supervise until SIGINT/SIGTERM (captured meanwhile, restored after) or a start-up failure; the exit code."""
+        with capture_signals(self._on_stop, self._on_force):
+            for child in self.children:
+                await child.attach()
+            self._watchers = [asyncio.create_task(self._watch(c)) for c in self.children]
+            try:
+                await self._wait_ready()
+                await self.stop_event.wait()
+            finally:
+                await self.shutdown()
         if self.failure is not None:
             raise self.failure
         return 130 if self.forced else self.exit_code
 
     async def _wait_ready(self) -> None:
-        t0 = self.started_at
         url = self.cfg.head_url + "/health"
         last: Any = None
+        remaining = READY_TIMEOUT_S - (time.monotonic() - self.started_at)
         async with aiohttp.ClientSession(headers=auth_headers(self.token)) as session:
-            while not self.stop_event.is_set():
+
+            async def head_ready() -> bool:
+                nonlocal last
+                if self.stop_event.is_set():
+                    return True
                 try:
                     async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
                         last = await r.json(content_type=None)
-                        if r.status == 200:
-                            self.ready = True
-                            rows = [ProcessRow("head", "head", "registry", self.cfg.head_url, self.head.pid), *await self._rows(session)]
-                            if self.on_ready:
-                                self.on_ready(self.cfg.head_url, rows, time.monotonic() - t0)
-                            return
+                        return r.status == 200
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
-                    pass
-                if time.monotonic() - t0 > READY_TIMEOUT_S:
-                    waiting = (last or {}).get("waiting_for") if isinstance(last, dict) else None
-                    tails = "\n".join(f"{c.name}: {line}" for c in self.children if c.name in (waiting or []) for line in list(c.tail)[-5:])
-                    self.stop_event.set()
-                    raise NotReadyError(
-                        f"head {self.cfg.head_url} not ready after {READY_TIMEOUT_S:.0f} s"
-                        + (f"; still waiting for {', '.join(waiting)}" if waiting else ""),
-                        service="head", status=str(last), log_tail=tails,
-                    )
-                await asyncio.sleep(0.05)
+                    return False
+
+            try:
+                await poll_until(head_ready, max(remaining, 0.0), 0.05, what=f"head {self.cfg.head_url} ready")
+            except WaitTimeoutError:
+                waiting = (last or {}).get("waiting_for") if isinstance(last, dict) else None
+                tails = "\n".join(f"{c.name}: {line}" for c in self.children if c.name in (waiting or []) for line in list(c.tail)[-5:])
+                self.stop_event.set()
+                raise NotReadyError(
+                    f"head {self.cfg.head_url} not ready after {READY_TIMEOUT_S:.0f} s"
+                    + (f"; still waiting for {', '.join(waiting)}" if waiting else ""),
+                    service="head", status=str(last), log_tail=tails,
+                ) from None
+            if self.stop_event.is_set():
+                return
+            self.ready = True
+            rows = [ProcessRow("head", "head", "registry", self.cfg.head_url, self.head.pid), *await self._rows(session)]
+            if self.on_ready:
+                self.on_ready(self.cfg.head_url, rows, time.monotonic() - self.started_at)
 
     async def _rows(self, session: aiohttp.ClientSession) -> list[ProcessRow]:
         async with session.get(self.cfg.head_url + "/server_instances", timeout=aiohttp.ClientTimeout(total=5)) as r:
@@ -163,7 +170,7 @@ class Supervisor:
                     self.stop_event.set()
                 return
             failures = 0 if ran_s > STABLE_S else failures + 1
-            delay = BACKOFF_S[min(failures, len(BACKOFF_S)) - 1] if failures else BACKOFF_S[0]
+            delay = RESTART_BACKOFF.delay(failures)
             child.restarts += 1
             self.sink.note(f"restarting {child.name} in {delay:.1f} s (restart {child.restarts})")
             try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from typing import Any
 
 PROBE_PATHS = frozenset({"/", "/health", "/livez", "/healthz", "/readyz"})
@@ -19,8 +18,10 @@ TOKEN_ENV = "GYMCTL_AUTH_TOKEN"
 
 
 def auth_token() -> str | None:
-    """The shared token from the environment, or None when auth is off."""
-    return os.environ.get(TOKEN_ENV) or None
+    """The shared token from the environment (GYMCTL_AUTH_TOKEN, read by ServerSettings), or None when auth is off."""
+    from gymctl.server.settings import ServerSettings
+
+    return ServerSettings().auth_token or None
 
 
 def auth_headers(token: str | None) -> dict[str, str]:

@@ -11,7 +11,14 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gymctl.errors import HeadUnreachableError, ServerError, UnknownServerError
+from gymctl.errors import (
+    HeadUnreachableError,
+    ServerError,
+    UnknownServerError,
+    WaitTimeoutError,
+)
+from gymctl.polling import poll_until
+from gymctl.retry import RetryPolicy
 from gymctl.server.asgi_dispatch import ASGIApp, asgi_request
 from gymctl.server.auth import auth_headers
 
@@ -20,6 +27,7 @@ log = logging.getLogger("gymctl.client")
 _JSON_HEADERS = {"Content-Type": "application/json"}
 # Connection failures worth another try: the request never reached a server.
 _RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionResetError)
+_HEAD_BACKOFF = RetryPolicy(first_s=0.1, factor=2.0, max_s=1.0)  # while waiting for the head to answer
 
 
 class ServerResponse:
@@ -101,8 +109,8 @@ class ServerClient:
         self.local: dict[str, ASGIApp] = local if local is not None else {}
         self.routes: dict[str, list[str]] = dict(routes or {})
         self.use_host_url = use_host_url
-        self.retries = retries
-        self.retry_window_s = retry_window_s
+        # Built once: the request path reads it only after a failure (no allocation per request).
+        self.retry = RetryPolicy(retries=retries, first_s=0.1, factor=2.0, max_s=1.0, window_s=retry_window_s)
         self.head_wait_s = head_wait_s
         self._session = session
         self._own_session = session is None
@@ -129,28 +137,33 @@ class ServerClient:
         """The head's `/server_instances` list (raises HeadUnreachableError)."""
         if not self.head_url:
             raise HeadUnreachableError("(no head configured)", 0, "set GYMCTL_HEAD_URL or head_server")
-        start = time.monotonic()
-        delay = 0.1
+        head_url = self.head_url
         last = ""
-        while True:
+
+        async def listed() -> tuple[Any] | None:
+            nonlocal last
             try:
-                async with self.session.get(f"{self.head_url}/server_instances", headers=self._auth) as r:
+                async with self.session.get(f"{head_url}/server_instances", headers=self._auth) as r:
                     body = await r.read()
                     if r.status == 401:
-                        raise ServerError(f"head at {self.head_url} refused the auth token (401); set GYMCTL_AUTH_TOKEN to the deployment's token", server="head", status=401)
+                        raise ServerError(f"head at {head_url} refused the auth token (401); set GYMCTL_AUTH_TOKEN to the deployment's token", server="head", status=401)
                     if r.status != 200:
-                        raise ServerError(f"head {self.head_url}/server_instances answered {r.status}", server="head", status=r.status)
+                        raise ServerError(f"head {head_url}/server_instances answered {r.status}", server="head", status=r.status)
                     try:
-                        return orjson.loads(body)
+                        return (orjson.loads(body),)  # wrapped: an empty list is an answer too
                     except orjson.JSONDecodeError:
-                        raise ServerError(f"{self.head_url}/server_instances did not answer JSON; is --head a gymctl or NeMo Gym head?", server="head") from None
+                        raise ServerError(f"{head_url}/server_instances did not answer JSON; is --head a gymctl or NeMo Gym head?", server="head") from None
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
                 last = type(e).__name__
-            waited = time.monotonic() - start
-            if waited >= self.head_wait_s:
-                raise HeadUnreachableError(self.head_url, waited, last)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+                return None
+
+        try:
+            answer = await poll_until(listed, self.head_wait_s, what=f"head at {head_url}", backoff=_HEAD_BACKOFF)
+        except WaitTimeoutError as e:
+            raise HeadUnreachableError(head_url, e.waited_s, last) from None
+        assert answer is not None
+        items: list[dict[str, Any]] = answer[0]
+        return items
 
     async def refresh(self, *, unless_newer_than: float | None = None) -> None:
         """Reload every route from the head; healthy registrations first, expired ones only as a last resort.
@@ -223,16 +236,15 @@ class ServerClient:
             except _RETRYABLE as e:
                 attempt += 1
                 waited = time.monotonic() - started
-                # A refused connection never reached the server: keep trying through a restart (retry_window_s).
-                # A connection lost mid-request gets only `retries` more tries.
-                in_window = isinstance(e, aiohttp.ClientConnectorError) and waited < self.retry_window_s
-                if attempt > self.retries and not in_window:
+                # A refused connection never reached the server: keep trying through a restart (retry.window_s).
+                # A connection lost mid-request gets only `retry.retries` more tries.
+                if not self.retry.allows(attempt, waited, in_window=isinstance(e, aiohttp.ClientConnectorError)):
                     raise ServerError(
                         f"{server_name} at {url} unreachable after {attempt} attempts over {waited:.1f} s: {type(e).__name__}: {e}",
                         server=server_name,
                     ) from None
                 failed_at = time.monotonic()
-                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+                await asyncio.sleep(self.retry.delay(attempt))
                 try:
                     url = await self.resolve(server_name, refresh=True, failed_at=failed_at)
                 except (HeadUnreachableError, UnknownServerError):

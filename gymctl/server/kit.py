@@ -13,9 +13,9 @@ import orjson
 from fastapi import FastAPI
 from fastapi.responses import Response
 
-
 from gymctl.server.auth import BearerAuthMiddleware
 from gymctl.server.client import ServerClient
+from gymctl.server.settings import ServerSettings
 
 
 @dataclass
@@ -50,7 +50,7 @@ def new_app(title: str) -> FastAPI:
     FastAPI's native OpenTelemetry checks providers on every request; set GYMCTL_TELEMETRY=1 to keep it.
     """
     kwargs: dict[str, Any] = {"title": title, "docs_url": None, "redoc_url": None, "openapi_url": None}
-    if os.environ.get("GYMCTL_TELEMETRY") != "1" and "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+    if not ServerSettings().telemetry and "telemetry" in inspect.signature(FastAPI.__init__).parameters:
         kwargs["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
     return FastAPI(**kwargs)
 

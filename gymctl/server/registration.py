@@ -9,6 +9,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gymctl.retry import RetryPolicy
+
 log = logging.getLogger("gymctl.registration")
 
 # send(path, json) -> HTTP status; raises OSError/aiohttp errors when the head is unreachable.
@@ -73,15 +75,16 @@ class Registrar:
         return True
 
     async def run(self) -> None:
-        delay = 0.1
+        """Heartbeat every `interval_s`; while the head refuses or is away, retry sooner, backing off up to `interval_s`."""
+        backoff = RetryPolicy(first_s=0.1, factor=2.0, max_s=self.interval_s)
+        failures = 0
         while True:
-            ok = await self.beat()
-            if ok:
-                delay = 0.1
+            if await self.beat():
+                failures = 0
                 await asyncio.sleep(self.interval_s)
             else:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.interval_s)
+                failures += 1
+                await asyncio.sleep(backoff.delay(failures))
 
     def start(self) -> asyncio.Task[None]:
         self._task = asyncio.get_running_loop().create_task(self.run())

@@ -1,4 +1,4 @@
-"""ServerSettings: what a server process reads from its environment (GYMCTL_*), declared once."""
+"""ServerSettings: every GYMCTL_* environment variable gymctl reads, declared once (servers import it: keep it light)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ServerSettings(BaseSettings):
-    """Environment of one server process. Containers set these; the local runtime passes arguments."""
+    """The GYMCTL_* environment of a gymctl process (a server, the head, a runtime, the CLI).
 
-    model_config = SettingsConfigDict(env_prefix="GYMCTL_", extra="ignore")
+    Precedence, for every field, once: an explicit argument (`ServerSettings(port=8000)`, a CLI flag)
+    > the environment (`GYMCTL_PORT=8000`) > the config file (e.g. head_server, an instance's port;
+    applied by the code that holds the config, only where the field is None) > the default here.
+    An empty variable counts as unset. Only entry points build this from the environment; the
+    library takes it as an argument.
+    """
 
-    head_url: str | None = None  # where to register; default: the config's head_server
+    model_config = SettingsConfigDict(env_prefix="GYMCTL_", extra="ignore", env_ignore_empty=True)
+
+    head_url: str | None = None  # where to register / which head to ask; default: the config's head_server
     auth_token: str | None = None  # GYMCTL_AUTH_TOKEN: bearer token between gymctl components
     heartbeat_s: float = 2.0
     lease_s: float = 6.0  # no heartbeat for this long -> unhealthy
@@ -20,3 +27,8 @@ class ServerSettings(BaseSettings):
     port: int | None = None  # fixed listening port (containers: 8000)
     host_url: str | None = None  # the published URL, for clients outside the network
     log_level: str = "warning"
+    config_file: str | None = None  # containers: the merged config, mounted (`gymctl serve` reads it)
+    ready_fd: int | None = None  # separated runtime: the pipe a child writes its {"url", "pid"} line to
+    telemetry: bool = False  # keep FastAPI's per-request OpenTelemetry hooks
+    separated_start: str = "fork"  # `exec`: the separated runtime execs its first children too
+    servers_dir: str | None = None  # the directory holding <server_type>/<impl>/ trees (gymctl.config.paths)

@@ -1,0 +1,122 @@
+"""Deployments embedded in a command's own process: `gymctl run` all-in-one, and `gymctl collect` with no head running."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from gymctl.config.model import GymConfig
+from gymctl.rollouts.collector import Collector, CollectSpec
+from gymctl.rollouts.stats import RolloutStats, Summary
+from gymctl.runtime.inprocess import RunningDeployment, start, stop, wait_ready
+from gymctl.runtime.signals import capture_signals
+from gymctl.server.settings import ServerSettings
+
+# GYMCTL_PORT / GYMCTL_HEAD_URL / GYMCTL_HOST_URL describe ONE server (containers, `gymctl serve`); a shell
+# that exported them must not make every instance of an embedded deployment bind one port.
+_ONE_SERVER_ONLY = {"head_url": None, "port": None, "host_url": None}
+
+
+async def serve_all(
+    cfg: GymConfig, log_level: str, *, settings: ServerSettings | None = None,
+    on_ready: Callable[[RunningDeployment, float], None] | None = None, on_stopping: Callable[[], None] | None = None,
+) -> None:
+    """The head and every instance of `cfg` in this process until SIGINT/SIGTERM (a second one exits at once)."""
+    from gymctl.runtime.loop import tune_gc
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    t0 = time.monotonic()
+    settings = (settings or ServerSettings()).model_copy(update={**_ONE_SERVER_ONLY, "log_level": log_level})
+    dep = await start(cfg, settings=settings)
+    tune_gc()
+    stopping = asyncio.Event()
+    try:
+        with capture_signals(lambda sig: stopping.set()):
+            await wait_ready(dep)
+            if on_ready:
+                on_ready(dep, time.monotonic() - t0)
+            await stopping.wait()
+            if on_stopping:
+                on_stopping()
+    finally:
+        await stop(dep)
+
+
+async def head_alive(session: aiohttp.ClientSession, head_url: str, timeout_s: float = 2.0) -> bool:
+    """Does a head answer at `head_url` (its /server_instances, any status)?"""
+    try:
+        async with session.get(head_url.rstrip("/") + "/server_instances", timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
+            await r.read()
+            return True
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        return False
+
+
+async def start_embedded(cfg: GymConfig, settings: ServerSettings | None = None) -> RunningDeployment:
+    """Start the whole deployment of `cfg` here; the head binds port 0 and `dep.head_url` names the port it got."""
+    cfg.head_port = 0
+    dep = await start(cfg, settings=(settings or ServerSettings()).model_copy(update=_ONE_SERVER_ONLY))
+    try:
+        await wait_ready(dep)
+    except BaseException:
+        await stop(dep)
+        raise
+    return dep
+
+
+@dataclass
+class Collected:
+    summary: Summary
+    in_process: bool  # the deployment was started in this process for the collection
+
+
+async def collect(
+    spec: CollectSpec, head_url: str, cfg: GymConfig | None, *, start_if_absent: bool, head_wait_s: float = 10.0,
+    settings: ServerSettings | None = None,
+    on_progress: Callable[[RolloutStats], None] | None = None, on_input_error: Callable[[str], None] | None = None,
+    on_started: Callable[[RunningDeployment, float], None] | None = None, on_stopping: Callable[[], None] | None = None,
+    display: contextlib.AbstractContextManager[Any] | None = None,
+) -> Collected:
+    """Collect `spec` through the agent registered at `head_url`; with `start_if_absent` and no head answering,
+    first start `cfg`'s deployment in this process (stopped after).
+
+    SIGINT/SIGTERM stop starting rollouts (rows written are kept; `on_stopping` tells the user), a second
+    one exits at once. `display` (a progress bar) is entered around the collection itself.
+    """
+    from gymctl.rollouts.agents import resolve_agent
+    from gymctl.server.auth import auth_headers
+    from gymctl.server.client import new_session
+
+    settings = settings or ServerSettings()
+    token = settings.auth_token or None
+    session = new_session()
+    dep = None
+    try:
+        if start_if_absent and cfg is not None and not await head_alive(session, head_url):
+            t0 = time.monotonic()
+            dep = await start_embedded(cfg, settings)
+            head_url = dep.head_url
+            if on_started:
+                on_started(dep, time.monotonic() - t0)
+        agent_url = await resolve_agent(head_url, spec.agent, session=session, token=token, head_wait_s=head_wait_s)
+        collector = Collector(spec, agent_url, session=session, headers=auth_headers(token), on_progress=on_progress, on_input_error=on_input_error)
+
+        def on_stop(sig: int) -> None:
+            if on_stopping:
+                on_stopping()
+            collector.stop()
+
+        with capture_signals(on_stop), display or contextlib.nullcontext():  # forced: every written row is complete
+            summary = await collector.run()
+        return Collected(summary, dep is not None)
+    finally:
+        await session.close()
+        if dep is not None:
+            await stop(dep)
