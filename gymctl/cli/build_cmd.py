@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gymctl.cli.options import ComposeTopology, ConfigOpt, JsonOpt, OverridesArg, SetOpt, load_from_cli, print_json
 from gymctl.cli.render_cmd import PrefixOpt, TagOpt
 
+if TYPE_CHECKING:
+    from gymctl.config.model import GymConfig
+    from gymctl.docker.images import BuiltImage
+
 BaseImageOpt = Annotated[str, typer.Option("--base-image", envvar="GYMCTL_BASE_IMAGE", help="Base image (gymctl images base builds the offline default; python:3.11-slim where you can pull).")]
 
 
-def build_for(cfg, topology: str | None, *, base_image: str, prefix: str, tag: str, force: bool = False, nocache: bool = False, quiet: bool = False):
+def build_for(cfg: GymConfig, topology: str | None, *, base_image: str, prefix: str, tag: str, force: bool = False, nocache: bool = False,
+              quiet: bool = False) -> list[BuiltImage]:
     from gymctl.compose.images import image_units
     from gymctl.docker.images import build_images
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gymctl.rollouts.stats import RolloutStats, Summary
 
 
 class ProgressView:
@@ -12,8 +16,8 @@ class ProgressView:
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
-        self._bar = None
-        self._task = None
+        self._bar: Any = None  # a rich Progress on a terminal
+        self._task: Any = None
         self._last = 0.0
         self._seen_errors = 0
 
@@ -29,11 +33,11 @@ class ProgressView:
         if self._bar is not None:
             self._bar.stop()
 
-    def _info(self, st) -> str:
+    def _info(self, st: RolloutStats) -> str:
         reward = f"{st.mean_reward:.3f}" if st.mean_reward is not None else "-"
         return f"{st.rate:6.1f} rollouts/s  mean reward {reward}  failures {st.failed}"
 
-    def update(self, st) -> None:
+    def update(self, st: RolloutStats) -> None:
         now = time.monotonic()
         if self._bar is not None:
             if self._task is None:
@@ -63,12 +67,12 @@ def _ms(v: float | None) -> str:
     return f"{v * 1000:.0f} ms" if v is not None else "-"
 
 
-def print_summary(s, as_json: bool, in_process: bool = False) -> None:
+def print_summary(s: Summary, as_json: bool, in_process: bool = False) -> None:
     if as_json:
         print(json.dumps(s.to_dict(), indent=2))
         return
     reward = f"{s.mean_reward:.4f}" if s.mean_reward is not None else "-"
-    in_process = " (the servers ran in it too)" if in_process else ""
+    where = " (the servers ran in it too)" if in_process else ""
     lat = s.latency_s
     lines = [
         f"{'Interrupted' if s.interrupted else 'Collected'}: {s.written} rollouts written, {s.failed} failed, {s.resumed} already in the output (resumed)",
@@ -77,7 +81,7 @@ def print_summary(s, as_json: bool, in_process: bool = False) -> None:
         f"  throughput  {s.throughput:.1f} rollouts/s over {s.elapsed_s:.2f} s",
     ]
     if s.cpu_s is not None and s.written + s.failed:
-        lines.append(f"  cpu         {s.cpu_s * 1000 / (s.written + s.failed):.2f} ms per rollout in this process{in_process}")
+        lines.append(f"  cpu         {s.cpu_s * 1000 / (s.written + s.failed):.2f} ms per rollout in this process{where}")
     if s.torn_bytes:
         lines.append(f"  repaired    cut a torn last line ({s.torn_bytes} bytes) that an interrupted run left in the output")
     if s.bad_output_lines:

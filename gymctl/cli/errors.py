@@ -60,25 +60,25 @@ def _param_hint(param: Any) -> str:
 
 def usage_message(e: Any) -> str:
     """A click usage error in gymctl's words, one line: what was wrong, the choices or a did-you-mean, where help is."""
+    message, raw = str(e.format_message()), str(getattr(e, "message", ""))
     ctx = getattr(e, "ctx", None)
+    command = getattr(ctx, "command", None)
     see = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
     if _NO_SUCH_OPTIONS and isinstance(e, _NO_SUCH_OPTIONS):
-        name = str(e.option_name)  # type: ignore[attr-defined]
-        known = _option_names(ctx.command) if ctx is not None else []
-        return f"unknown option {name!r}{did_you_mean(name, known)}{see}"
+        name = str(getattr(e, "option_name", ""))
+        return f"unknown option {name!r}{did_you_mean(name, _option_names(command))}{see}"
     param = getattr(e, "param", None)
     if _BAD_PARAMETERS and isinstance(e, _BAD_PARAMETERS) and param is not None and not (_MISSING and isinstance(e, _MISSING)):
         desc = getattr(param, "type_descriptor", None)
-        given = _NOT_ONE_OF.match(str(e.message))  # type: ignore[attr-defined]
+        given = _NOT_ONE_OF.match(raw)
         if desc is not None and getattr(desc, "is_choice", False) and desc.choices and given:
             choices = ", ".join(str(getattr(c, "value", c)) for c in desc.choices)
             return f"{_param_hint(param)} {given.group(1)} is not known; choose one of: {choices}"
-        return f"{e.format_message()}{see}"
-    message = e.format_message()
-    command = getattr(ctx, "command", None)
+        return f"{message}{see}"
     unknown = re.match(r"No such command '([^']+)'", message)
-    if unknown and hasattr(command, "commands"):
-        return f"unknown command {unknown.group(1)!r}{did_you_mean(unknown.group(1), list(command.commands))}{see}"
+    commands = getattr(command, "commands", None)
+    if unknown and commands is not None:
+        return f"unknown command {unknown.group(1)!r}{did_you_mean(unknown.group(1), list(commands))}{see}"
     return f"{message.rstrip('.')}{see}"
 
 

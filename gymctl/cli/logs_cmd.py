@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gymctl.cli.options import ConfigOpt, IgnoredTopologyOpt, OverridesArg, ProjectOpt, SetOpt, split_instance
 from gymctl.cli.render_cmd import project_of, stack_file
 
-ALIAS_HELP = " Only read to map an alias instance to the agent container serving it."
+if TYPE_CHECKING:
+    from gymctl.docker.state import ContainerState
 
 
-def service_of(instance: str, states, config: list[str] | None, sets: list[str] | None = None, overrides: list[str] | None = None) -> str:
+def service_of(instance: str, states: list[ContainerState], config: list[str] | None, sets: list[str] | None = None, overrides: list[str] | None = None) -> str:
     """The compose service serving an instance (an alias is served by its agent's container)."""
     from gymctl.compose.model import service_name
 
-    by_instance = {s.instance: s.service for s in states}
+    by_instance: dict[str, str] = {s.instance: s.service for s in states}
     if instance in by_instance:
         return by_instance[instance]
     if config or any(o.lstrip("+").startswith("config_paths=") for o in overrides or []):
@@ -25,7 +26,7 @@ def service_of(instance: str, states, config: list[str] | None, sets: list[str] 
 
         spec = load_from_cli(config, sets, overrides).instances.get(instance)
         if spec is not None and spec.alias_of:
-            return by_instance.get(spec.alias_of, service_name(spec.alias_of))
+            return str(by_instance.get(spec.alias_of, service_name(spec.alias_of)))
     if instance in {s.service for s in states}:
         return instance
     from gymctl.errors import UsageError, did_you_mean

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gymctl.cli.options import ConfigOpt, JsonOpt, OverridesArg, ProjectOpt, SetOpt, TopologyOpt, load_from_cli, print_json
+
+if TYPE_CHECKING:
+    from gymctl.compose.render import RenderedStack
+    from gymctl.config.model import GymConfig
 
 DEFAULT_PROJECT = "gymctl"
 STACKS_DIR = Path(".gymctl") / "stacks"  # under the working directory: the last rendered file of each project
@@ -39,7 +43,8 @@ def nvidia_runtime_or_none() -> bool | None:
         return None
 
 
-def render_config(cfg, topology: str, project: str, *, publish_host: str = "127.0.0.1", prefix: str = "gymctl", tag: str = "latest", check_gpus: bool = True):
+def render_config(cfg: GymConfig, topology: str, project: str, *, publish_host: str = "127.0.0.1", prefix: str = "gymctl", tag: str = "latest",
+                  check_gpus: bool = True) -> RenderedStack:
     from gymctl.compose.model import RenderSettings
     from gymctl.compose.render import render
 
@@ -49,7 +54,7 @@ def render_config(cfg, topology: str, project: str, *, publish_host: str = "127.
     return render(cfg, topology, settings)
 
 
-def warn(rendered) -> None:
+def warn(rendered: RenderedStack) -> None:
     for w in rendered.warnings:
         print(f"Warning: {w}", file=sys.stderr)
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gymctl.cli.options import ConfigOpt, IgnoredProjectOpt, IgnoredTopologyOpt, JsonOpt, OverridesArg, SetOpt
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from gymctl.status import DeploymentStatus
 
 def head_url_from(head: str | None, config: list[str] | None, sets: list[str] | None, overrides: list[str] | None) -> str:
     """--head, else the config's head_server (files or +head_server.* overrides), else GYMCTL_HEAD_URL, else :11000."""
@@ -31,7 +36,7 @@ def _fmt_uptime(s: float | None) -> str:
     return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
 
 
-def _title(st) -> str:
+def _title(st: DeploymentStatus) -> str:
     ready = "[green]ready[/]" if st.head_ready else "[yellow]starting[/]" + (f" (waiting for {', '.join(st.waiting_for)})" if st.waiting_for else "")
     if st.expect is not None:
         color = "green" if st.expect_met else "red"
@@ -39,7 +44,7 @@ def _title(st) -> str:
     return f"head {st.head_url}: {ready}"
 
 
-def _table(st):
+def _table(st: DeploymentStatus) -> Table:
     from rich.table import Table
 
     table = Table(title=_title(st), title_justify="left")
@@ -53,7 +58,7 @@ def _table(st):
     return table
 
 
-def _summary(st) -> str:
+def _summary(st: DeploymentStatus) -> str:
     """NeMo Gym's ng_status summary, word for word, so scripts written for it keep working."""
     healthy = sum(1 for i in st.instances if i.ok)
     return f"{len(st.instances)} servers found ({healthy} healthy, {len(st.instances) - healthy} unhealthy)"

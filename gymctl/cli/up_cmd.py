@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,9 @@ from gymctl.cli.render_cmd import (
     warn,
     write_file,
 )
+
+if TYPE_CHECKING:
+    from gymctl.docker.state import ContainerState
 
 
 class _Progress:
@@ -38,7 +41,7 @@ class _Progress:
             self.live = Live(console=self.console, refresh_per_second=8, transient=True)
             self.live.start()
 
-    def __call__(self, states, phase: str) -> None:
+    def __call__(self, states: list[ContainerState], phase: str) -> None:
         if self.live is not None:
             from rich.table import Table
 
