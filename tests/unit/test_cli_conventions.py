@@ -127,6 +127,7 @@ def test_ng_usage_lines_name_the_command_alone(verb, prog, usage):
     r = invoke("--help", command=ng_command(verb), prog=prog)
     assert r.code == 0 and usage in r.out, r.out
     assert f"{prog} {verb}" not in r.out
+    assert "--version" in r.out and "--install-completion" not in r.out  # completion is gymctl's, not each ng_* command's
 
 
 def _verbs(group, prefix=()):

@@ -91,3 +91,20 @@ def test_ps_on_an_empty_project_with_the_real_engine(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = invoke("ps", "-p", "gymctl-cli-nobody-uses-this")
     assert r.code == 0 and "stack 'gymctl-cli-nobody-uses-this' is not up (no containers)" in r.err, r.err
+
+
+def test_build_and_images_ls_json(monkeypatch):
+    from gymctl.cli import build_cmd
+    from gymctl.docker import cleanup
+    from gymctl.docker.images import BuiltImage
+
+    built = [BuiltImage(unit="head", image="gymctl/head:latest", seconds=1.5, built=True, size_bytes=10),
+             BuiltImage(unit="policy_model", image="gymctl/scripted_model:latest", seconds=0.0, built=False, size_bytes=20)]
+    monkeypatch.setattr(build_cmd, "build_for", lambda *a, **k: built)
+    r = invoke("build", *UP_ARGS[:4], "-t", "separated", "--json")
+    assert r.code == 0, r.err
+    assert [(i["image"], i["built"]) for i in json.loads(r.out)] == [("gymctl/head:latest", True), ("gymctl/scripted_model:latest", False)]
+    assert "1 built, 1 up to date" in r.err  # the human summary stays on stderr
+    monkeypatch.setattr(cleanup, "gymctl_images", lambda: [("gymctl/head:latest", 10, "head")])
+    r = invoke("images", "ls", "--json")
+    assert r.code == 0 and json.loads(r.out) == [{"image": "gymctl/head:latest", "size_bytes": 10, "unit": "head"}], r.err
