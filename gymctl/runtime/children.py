@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from gymctl.runtime.processes import die_with_parent, set_process_name, watch_exit
+
 TAIL_LINES = 30
 READY_FD_ENV = "GYMCTL_READY_FD"  # ServerSettings.ready_fd: the pipe a child reports {"url", "pid"} on
 _COLORS = (36, 33, 32, 35, 34, 96, 93, 92, 95, 94)  # ANSI foreground colors, one per instance
@@ -48,22 +50,6 @@ class OutputSink:
     def note(self, text: str) -> None:
         """A line from the runtime itself."""
         self.line("gymctl", text)
-
-
-def describe_exit(code: int | None) -> str:
-    """`code 1`, or `signal SIGKILL` for a child killed by a signal."""
-    if code is None:
-        return "no exit code"
-    if code < 0:
-        try:
-            return f"code {code} (killed by {signal.Signals(-code).name})"
-        except ValueError:
-            return f"code {code} (killed by signal {-code})"
-    return f"code {code}"
-
-
-def _exit_code(status: int) -> int:
-    return os.waitstatus_to_exitcode(status)
 
 
 class Child:
@@ -134,7 +120,7 @@ class Child:
             code = 1
             try:
                 os.setsid()
-                _die_with_parent(parent)
+                die_with_parent(parent)
                 null = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(null, 0)
                 os.dup2(w, 1)
@@ -143,7 +129,7 @@ class Child:
                     os.close(fd)
                 for stream in (sys.stdout, sys.stderr):
                     stream.reconfigure(line_buffering=True)  # type: ignore[attr-defined,union-attr,unused-ignore]
-                _set_process_name(self.name)
+                set_process_name(self.name)
                 code = run(ready_w)
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -200,7 +186,7 @@ class Child:
             self._ready_fd = None
             self._ready = asyncio.create_task(self._read_ready(ready))
         self._exited = loop.create_future()
-        _watch_exit(loop, self.pid, self._exited)
+        watch_exit(loop, self.pid, self._exited)
 
     async def start(self, extra_env: dict[str, str] | None = None) -> None:
         """Restart: spawn and attach."""
@@ -271,55 +257,3 @@ class Child:
         for fd in self.parent_fds:
             os.close(fd)
         self._read_fd = self._ready_fd = None
-
-
-def _watch_exit(loop: asyncio.AbstractEventLoop, pid: int, done: asyncio.Future[int]) -> None:
-    """Resolve `done` with the exit code of child `pid` (a pidfd when the kernel has them, else polling)."""
-
-    def reap() -> bool:
-        got, status = os.waitpid(pid, os.WNOHANG)
-        if got == 0:
-            return False
-        if not done.done():
-            done.set_result(_exit_code(status))
-        return True
-
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        async def poll() -> None:
-            while not reap():
-                await asyncio.sleep(0.05)
-
-        loop.create_task(poll())
-        return
-
-    def on_ready() -> None:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        reap()
-
-    loop.add_reader(pidfd, on_ready)
-
-
-def _die_with_parent(parent: int) -> None:
-    """SIGTERM this process when the runtime dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the runtime died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _set_process_name(name: str) -> None:
-    """What `ps -o comm` and `top` show for a forked child (Linux keeps 15 bytes: head~tail when longer)."""
-    short = name if len(name) <= 15 else f"{name[:7]}~{name[-7:]}"
-    try:
-        with open("/proc/self/comm", "w") as f:
-            f.write(short)
-    except OSError:
-        pass

@@ -15,7 +15,8 @@ from gymctl.config.model import GymConfig
 from gymctl.errors import NotReadyError, StartupError, WaitTimeoutError
 from gymctl.polling import poll_until
 from gymctl.retry import RetryPolicy
-from gymctl.runtime.children import Child, OutputSink, describe_exit
+from gymctl.runtime.children import Child, OutputSink
+from gymctl.runtime.processes import describe_exit
 from gymctl.runtime.signals import capture_signals
 from gymctl.server.auth import auth_headers
 from gymctl.server.serving import bind_socket
