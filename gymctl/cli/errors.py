@@ -39,6 +39,7 @@ _USAGE_ERRORS = _click("UsageError")
 _BAD_PARAMETERS = _click("BadParameter")
 _NO_SUCH_OPTIONS = _click("NoSuchOption")
 _MISSING = _click("MissingParameter")
+_NO_ARGS_HELP = _click("NoArgsIsHelpError")
 _ABORTS = _classes("typer.exceptions.Abort", "click.exceptions.Abort")
 _EXITS = _classes("typer.exceptions.Exit", "click.exceptions.Exit")
 _NOT_ONE_OF = re.compile(r"(?:Value error, )?(.*) is not one of ")
@@ -92,7 +93,8 @@ def run_app(app: Any, args: list[str] | None = None, prog_name: str | None = Non
         sys.exit(130)
     except BaseException as e:
         if _USAGE_ERRORS and isinstance(e, _USAGE_ERRORS):
-            print(f"UsageError: {usage_message(e)}", file=sys.stderr)
+            if not (_NO_ARGS_HELP and isinstance(e, _NO_ARGS_HELP)):  # `gymctl` alone: the help is the message
+                print(f"UsageError: {usage_message(e)}", file=sys.stderr)
             sys.exit(2)
         if _CLICK_ERRORS and isinstance(e, _CLICK_ERRORS):
             e.show()  # type: ignore[attr-defined]

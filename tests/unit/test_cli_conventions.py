@@ -155,3 +155,9 @@ def test_the_closed_sets_match_the_library():
     assert get_args(options.ComposeTopology) == TOPOLOGIES
     assert get_args(options.RestartPolicy) == RESTART_POLICIES
     assert get_args(options.RunTopology) == ("all-in-one", "separated")
+
+
+def test_no_verb_prints_the_help_alone():
+    for args in ([], ["images"]):
+        r = invoke(*args)
+        assert r.code == 2 and "Usage: gymctl" in r.out + r.err and "UsageError" not in r.err, (args, r.err)
