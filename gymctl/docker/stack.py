@@ -47,8 +47,6 @@ class ComposeStack:
             raise StackNotUpError(f"stack {self.project!r} is not up (no containers of that compose project); start it with `gymctl up`")
         return states
 
-    _require_up = require_up  # the old name, until every caller uses require_up
-
     def _require_service(self, service: str, states: list[ContainerState]) -> None:
         known = {s.service for s in states}
         if service not in known:

@@ -226,9 +226,9 @@ def test_secrets_reach_compose_but_not_os_environ(fake, tmp_path):
     assert dict(os.environ) == environ_before
 
 
-def test_require_up_is_public_and_the_old_name_still_works(fake, tmp_path):
+def test_require_up_gives_the_containers_once_up(fake, tmp_path):
     stack = stack_for(rendered_example(), tmp_path, fake)
     with pytest.raises(StackNotUpError):
         stack.require_up()
     stack.up(rendered_example(), timeout_s=5)
-    assert [s.service for s in stack.require_up()] == [s.service for s in stack._require_up()]
+    assert [s.service for s in stack.require_up()] == ["head", *sorted(SERVICES[1:])]
