@@ -1,1 +1,1 @@
-"""The only code that talks to Docker: image builds (Docker SDK), compose (python-on-whales), the offline base image, cleanup."""
+"""The only code that talks to Docker: the ComposeBackend seam (python-on-whales + SDK, and a fake), image builds, the base image, cleanup."""
