@@ -15,7 +15,7 @@ SHIPPED = ("servers", "compose_templates", "images")
 SKIP = shutil.ignore_patterns("__pycache__", "*.py[cod]", ".*", "venv", "tests", "*.egg-info")
 
 
-class build_py_with_shipped(build_py):  # noqa: N801 (setuptools' command naming)
+class BuildPyWithShipped(build_py):
     def run(self) -> None:
         super().run()
         if getattr(self, "editable_mode", False):
@@ -27,4 +27,4 @@ class build_py_with_shipped(build_py):  # noqa: N801 (setuptools' command naming
             shutil.copytree(ROOT / name, dest / name, ignore=SKIP)
 
 
-setup(cmdclass={"build_py": build_py_with_shipped})
+setup(cmdclass={"build_py": BuildPyWithShipped})

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install gymctl into ./.venv (created if missing). Usage: scripts/setup.sh [cli|dev]  (default: cli)
+# Install gymctl (editable) into ./.venv, created if missing. Usage: scripts/setup.sh [cli|dev]  (default: cli)
+# cli is the plain install (every command; the extra is kept as an alias); dev adds the test and lint tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-cli}"

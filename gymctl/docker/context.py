@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def _pip_wheel(dest: Path, requirements: list[str], constraints: list[str]) -> N
     argv = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--wheel-dir", str(dest),
             "-r", str(dest / "requirements.txt"), "-c", str(dest / "constraints.txt")]
     env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}  # wheels built from sdists come out byte-identical
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    proc = subprocess.run(argv, check=False, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise DockerError(f"building the wheelhouse failed (pip wheel, exit {proc.returncode}):\n{tail}", argv=argv, returncode=proc.returncode, stderr=proc.stderr)
@@ -108,7 +109,7 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _sync(src: Path, dst: Path, ignore=IGNORE) -> None:
+def _sync(src: Path, dst: Path, ignore: Callable[[str, list[str]], set[str]] = IGNORE) -> None:
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(src, dst, ignore=ignore)

@@ -37,11 +37,12 @@ class WheelVenv:
     def run(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GYMCTL_", "PYTHON", "VIRTUAL_ENV"))}
         env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-        return subprocess.run(argv, cwd=self.work, env=env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(argv, check=False, cwd=self.work, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _pip(python: str | Path, *args: str, timeout: float = 600) -> None:
-    proc = subprocess.run([str(python), "-m", "pip", "--disable-pip-version-check", *args], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([str(python), "-m", "pip", "--disable-pip-version-check", *args], check=False, capture_output=True,
+                          text=True, timeout=timeout)
     assert proc.returncode == 0, f"pip {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
