@@ -12,8 +12,8 @@ from typing import Any
 
 from gymctl.errors import GymctlError, did_you_mean
 
-EXIT_CODES = {0: "ok", 1: "failure: an error, an unhealthy server or container, failed rollouts",
-              2: "usage or config error: a bad flag, value, override or config file", 130: "interrupted (Ctrl-C)"}
+EXIT_CODES = {0: "ok", 1: "failure (an error, an unhealthy server or container, failed rollouts)",
+              2: "usage or config error (a bad flag, value, override or config file)", 130: "interrupted (Ctrl-C)"}
 
 
 def _classes(*paths: str) -> tuple[type[BaseException], ...]:

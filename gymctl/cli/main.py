@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-EPILOG = ("Exit codes: 0 ok; 1 failure (an error, an unhealthy server or container, failed rollouts); "
-          "2 usage or config error (a bad flag, value, override or config file); 130 interrupted (Ctrl-C).")
+from gymctl.cli.errors import EXIT_CODES
+
+EPILOG = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
 
 app = typer.Typer(
     name="gymctl",
