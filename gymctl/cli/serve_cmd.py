@@ -38,7 +38,7 @@ def serve(
     from gymctl.runtime.serve import check_servable, load_mounted, serve_one
     from gymctl.server.settings import ServerSettings
 
-    mounted = ServerSettings().config_file  # containers: the merged config, mounted
+    mounted = ServerSettings.from_env().config_file  # containers: the merged config, mounted
     cfg = load_mounted(mounted, sets, instance) if mounted and not config and not overrides else load_from_cli(config, sets, overrides)
     check_servable(cfg, instance)
     explicit: dict[str, object] = {"log_level": log_level}
@@ -46,7 +46,7 @@ def serve(
         explicit["head_url"] = head_url
     if port:
         explicit["port"] = port
-    run_loop(serve_one(cfg, instance, ServerSettings(**explicit)))  # type: ignore[arg-type]
+    run_loop(serve_one(cfg, instance, ServerSettings.from_env(**explicit)))
 
 
 def register(app: typer.Typer) -> None:

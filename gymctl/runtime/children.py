@@ -227,7 +227,7 @@ class Child:
         if self._pump is not None:
             try:
                 await asyncio.wait_for(self._pump, 2)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._pump.cancel()
         if self._ready is not None and not self._ready.done():
             self._ready.cancel()  # exited before it reported: no URL

@@ -33,7 +33,7 @@ async def serve_all(
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     t0 = time.monotonic()
-    settings = (settings or ServerSettings()).model_copy(update={**_ONE_SERVER_ONLY, "log_level": log_level})
+    settings = (settings or ServerSettings.from_env()).model_copy(update={**_ONE_SERVER_ONLY, "log_level": log_level})
     dep = await start(cfg, settings=settings)
     tune_gc()
     stopping = asyncio.Event()
@@ -62,7 +62,7 @@ async def head_alive(session: aiohttp.ClientSession, head_url: str, timeout_s: f
 async def start_embedded(cfg: GymConfig, settings: ServerSettings | None = None) -> RunningDeployment:
     """Start the whole deployment of `cfg` here; the head binds port 0 and `dep.head_url` names the port it got."""
     cfg.head_port = 0
-    dep = await start(cfg, settings=(settings or ServerSettings()).model_copy(update=_ONE_SERVER_ONLY))
+    dep = await start(cfg, settings=(settings or ServerSettings.from_env()).model_copy(update=_ONE_SERVER_ONLY))
     try:
         await wait_ready(dep)
     except BaseException:
@@ -94,7 +94,7 @@ async def collect(
     from gymctl.server.auth import auth_headers
     from gymctl.server.client import new_session
 
-    settings = settings or ServerSettings()
+    settings = settings or ServerSettings.from_env()
     token = settings.auth_token or None
     session = new_session()
     dep = None

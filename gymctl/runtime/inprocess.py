@@ -113,7 +113,7 @@ async def start(
 
     Apps are built before any port is bound, and a failure part-way stops whatever had started.
     """
-    settings = settings or ServerSettings()
+    settings = settings or ServerSettings.from_env()
     names = list(config.instances) if names is None else names
     served = [n for n in names if not config.instances[n].alias_of]
     token = settings.auth_token
@@ -234,5 +234,5 @@ async def wait_ready(dep: RunningDeployment, timeout_s: float = 30.0) -> None:
         return
     try:
         await asyncio.wait_for(dep.registrar.registered.wait(), timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise WaitTimeoutError(f"registration with the head at {dep.head_url}", timeout_s, "is the head up?") from None

@@ -62,7 +62,7 @@ def _serve_here(cfg: GymConfig, name: str, env: dict[str, str], log_level: str) 
 
         os.environ.clear()
         os.environ.update(env)
-        settings = ServerSettings(log_level=log_level, ready_fd=ready_fd)  # the rest from the child's environment
+        settings = ServerSettings.from_env(log_level=log_level, ready_fd=ready_fd)  # the rest from the child's environment
         try:
             run_loop(serve_one(cfg, name, settings))
         except GymctlError as e:  # as `gymctl serve` reports it: the supervisor quotes this line
@@ -146,7 +146,7 @@ def run_separated(
     check_port_free(cfg.head_host, cfg.head_port, "head_server.port")
     sink = OutputSink(width=max(len(n) for n in ["gymctl", "head", *cfg.instances]))
     children = build_children(cfg, config_args, log_dir=log_dir, log_level=log_level, sink=sink)
-    settings = settings or ServerSettings()
+    settings = settings or ServerSettings.from_env()
     fork = _preload() and settings.separated_start != "exec"
     start_children(children, cfg, fork=fork, log_level=log_level)
 

@@ -114,7 +114,7 @@ class Supervisor:
                     async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
                         last = await r.json(content_type=None)
                         return r.status == 200
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+                except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
                     return False
 
             try:
@@ -177,7 +177,7 @@ class Supervisor:
             try:
                 await asyncio.wait_for(self.stop_event.wait(), delay)
                 return  # stopping meanwhile
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             # Same port as before when it is still free: peers' cached routes stay right.
             port = child.port if child is not self.head else None

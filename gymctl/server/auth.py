@@ -21,7 +21,7 @@ def auth_token() -> str | None:
     """The shared token from the environment (GYMCTL_AUTH_TOKEN, read by ServerSettings), or None when auth is off."""
     from gymctl.server.settings import ServerSettings
 
-    return ServerSettings().auth_token or None
+    return ServerSettings.from_env().auth_token or None
 
 
 def auth_headers(token: str | None) -> dict[str, str]:

@@ -153,7 +153,7 @@ class ServerClient:
                         return (orjson.loads(body),)  # wrapped: an empty list is an answer too
                     except orjson.JSONDecodeError:
                         raise ServerError(f"{head_url}/server_instances did not answer JSON; is --head a gymctl or NeMo Gym head?", server="head") from None
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 last = type(e).__name__
                 return None
 
@@ -218,7 +218,7 @@ class ServerClient:
                 return await call
             try:
                 return await asyncio.wait_for(call, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ServerError(f"{server_name} {path} timed out after {timeout} s", server=server_name) from None
         url = await self.resolve(server_name)
         headers = {**self._headers, "Cookie": _cookie_header(cookies)} if cookies else self._headers
@@ -249,7 +249,7 @@ class ServerClient:
                     url = await self.resolve(server_name, refresh=True, failed_at=failed_at)
                 except (HeadUnreachableError, UnknownServerError):
                     pass  # keep the cached route; the head may be restarting
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ServerError(f"{server_name} {path} timed out after {timeout} s", server=server_name) from None
 
     async def _local(self, app: ASGIApp, method: str, server_name: str, path: str, body: bytes, cookies: dict[str, str] | None) -> ServerResponse:

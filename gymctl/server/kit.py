@@ -15,7 +15,6 @@ from fastapi.responses import Response
 
 from gymctl.server.auth import BearerAuthMiddleware
 from gymctl.server.client import ServerClient
-from gymctl.server.settings import ServerSettings
 
 
 @dataclass
@@ -49,8 +48,11 @@ def new_app(title: str) -> FastAPI:
 
     FastAPI's native OpenTelemetry checks providers on every request; set GYMCTL_TELEMETRY=1 to keep it.
     """
+    # Imported here, not at the top: importing the kit stays light.
+    from gymctl.server.settings import ServerSettings
+
     kwargs: dict[str, Any] = {"title": title, "docs_url": None, "redoc_url": None, "openapi_url": None}
-    if not ServerSettings().telemetry and "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+    if not ServerSettings.from_env().telemetry and "telemetry" in inspect.signature(FastAPI.__init__).parameters:
         kwargs["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
     return FastAPI(**kwargs)
 

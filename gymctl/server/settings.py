@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,3 +35,14 @@ class ServerSettings(BaseSettings):
     telemetry: bool = False  # keep FastAPI's per-request OpenTelemetry hooks
     separated_start: str = "fork"  # `exec`: the separated runtime execs its first children too
     servers_dir: str | None = None  # the directory holding <server_type>/<impl>/ trees (gymctl.config.paths)
+
+    @classmethod
+    def from_env(cls, **explicit: Any) -> ServerSettings:
+        """The environment under `explicit` arguments; a malformed GYMCTL_* value is a ConfigError, not a traceback."""
+        try:
+            return cls(**explicit)
+        except ValidationError as e:
+            from gymctl.errors import ConfigError
+
+            problems = "; ".join(f"GYMCTL_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in e.errors())
+            raise ConfigError(f"{problems} (unset it or give a valid value)", source="environment") from None

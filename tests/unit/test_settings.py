@@ -36,3 +36,12 @@ def test_the_runtime_variables_are_fields(monkeypatch):
     s = ServerSettings()
     assert (s.config_file, s.ready_fd, s.separated_start, s.auth_token) == ("/etc/gymctl/config.yaml", 7, "exec", "t0k")
     assert auth_token() == "t0k"
+
+
+def test_a_malformed_variable_is_a_config_error_naming_it(monkeypatch):
+    from gymctl.errors import ConfigError
+
+    monkeypatch.setenv("GYMCTL_PORT", "eighty")
+    with pytest.raises(ConfigError, match=r"^environment: GYMCTL_PORT: .*\(unset it or give a valid value\)"):
+        ServerSettings.from_env()
+    assert ServerSettings.from_env(port=8000).port == 8000  # an explicit argument still wins
