@@ -112,6 +112,8 @@ async def start(
     """Build, bind and start the head (if asked) and the named instances; register them.
 
     Apps are built before any port is bound, and a failure part-way stops whatever had started.
+    A head port of 0 takes the port the kernel gives: `config.head_port` and `dep.head_url` then name
+    it, and every server here registers there.
     """
     settings = settings or ServerSettings.from_env()
     names = list(config.instances) if names is None else names
