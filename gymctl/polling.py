@@ -1,4 +1,4 @@
-"""poll_until: wait for a condition with a deadline; the one readiness wait, raising WaitTimeoutError with what it waited for."""
+"""poll_until (async) and poll_until_sync: the one readiness wait, with a deadline, raising WaitTimeoutError with what it waited for."""
 
 from __future__ import annotations
 
@@ -36,12 +36,14 @@ async def poll_until(
     what: str,
     backoff: RetryPolicy | None = None,
     detail: Callable[[], str] | None = None,
+    on_timeout: Callable[[], Exception] | None = None,
 ) -> Any:
     """Call `predicate` until it returns something truthy and return that; tried at least once.
 
     Between tries wait `interval_s` (or `backoff`'s growing delays). After `timeout_s` raise
     WaitTimeoutError naming `what` (and `detail()`, e.g. the last error seen). Exceptions of the
-    predicate propagate: a predicate catches the failures that mean "not yet".
+    predicate propagate: a predicate catches the failures that mean "not yet". `on_timeout()` builds a
+    more specific error instead (one that carries a log tail, say).
     """
     start = time.monotonic()
     delays = backoff.delays() if backoff is not None else None
@@ -53,6 +55,27 @@ async def poll_until(
             return value
         waited = time.monotonic() - start
         if waited >= timeout_s:
-            raise WaitTimeoutError(what, waited, detail() if detail else "")
+            raise on_timeout() if on_timeout else WaitTimeoutError(what, waited, detail() if detail else "")
         pause = next(delays) if delays is not None else interval_s
         await asyncio.sleep(min(pause, max(timeout_s - waited, 0.0)))
+
+
+def poll_until_sync(
+    predicate: Callable[[], T | None],
+    timeout_s: float,
+    interval_s: float = 0.25,
+    *,
+    what: str,
+    detail: Callable[[], str] | None = None,
+    on_timeout: Callable[[], Exception] | None = None,
+) -> T:
+    """poll_until for code without an event loop (the Docker edge): the same contract, blocking sleeps."""
+    start = time.monotonic()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        waited = time.monotonic() - start
+        if waited >= timeout_s:
+            raise on_timeout() if on_timeout else WaitTimeoutError(what, waited, detail() if detail else "")
+        time.sleep(min(interval_s, max(timeout_s - waited, 0.0)))

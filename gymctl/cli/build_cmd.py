@@ -15,7 +15,16 @@ if TYPE_CHECKING:
     from gymctl.config.model import GymConfig
     from gymctl.docker.images import BuiltImage
 
-BaseImageOpt = Annotated[str, typer.Option("--base-image", envvar="GYMCTL_BASE_IMAGE", help="Base image (gymctl images base builds the offline default; python:3.11-slim where you can pull).")]
+DEFAULT_BASE_IMAGE = "gymctl/base:bookworm"
+BaseImageOpt = Annotated[str | None, typer.Option("--base-image", show_default=False, help=(
+    f"Base image; default: GYMCTL_BASE_IMAGE, else {DEFAULT_BASE_IMAGE} (gymctl images base builds it offline; python:3.11-slim where you can pull)."))]
+
+
+def base_image_of(base_image: str | None) -> str:
+    """--base-image, else GYMCTL_BASE_IMAGE, else the offline default."""
+    from gymctl.server.settings import ServerSettings
+
+    return base_image or ServerSettings.from_env().base_image or DEFAULT_BASE_IMAGE
 
 
 def build_for(cfg: GymConfig, topology: str | None, *, base_image: str, prefix: str, tag: str, force: bool = False, nocache: bool = False,
@@ -35,7 +44,7 @@ def build(
     config: ConfigOpt = None,
     sets: SetOpt = None,
     topology: Annotated[ComposeTopology | None, typer.Option("--topology", "-t", help="Only the images of this topology (default: both).", show_default=False)] = None,
-    base_image: BaseImageOpt = "gymctl/base:bookworm",
+    base_image: BaseImageOpt = None,
     image_prefix: PrefixOpt = "gymctl",
     tag: TagOpt = "latest",
     force: Annotated[bool, typer.Option("--force", help="Rebuild even images whose sources did not change.")] = False,
@@ -50,7 +59,7 @@ def build(
     """
     cfg = load_from_cli(config, sets, overrides)
     t0 = time.monotonic()
-    results = build_for(cfg, topology, base_image=base_image, prefix=image_prefix, tag=tag, force=force, nocache=no_cache, quiet=quiet)
+    results = build_for(cfg, topology, base_image=base_image_of(base_image), prefix=image_prefix, tag=tag, force=force, nocache=no_cache, quiet=quiet)
     for r in results:
         what = f"built in {r.seconds:.1f} s" if r.built else "up to date"
         print(f"{r.image:48} {r.size_bytes / 1e6:7.1f} MB  {what}", file=sys.stderr)

@@ -21,7 +21,7 @@ UP_ONLY = "Accepted so `gymctl up`'s command line works here unchanged; not used
 
 ConfigOpt = Annotated[
     list[str] | None,
-    typer.Option("--config", "-c", help="Config YAML (repeatable; later files override earlier ones). Resolved against the working directory, then servers/."),
+    typer.Option("--config", "-c", help="Config YAML (repeatable; later files override earlier ones). Resolved against the working directory, then GYMCTL_SERVERS_DIR, then the servers shipped with gymctl."),
 ]
 SetOpt = Annotated[
     list[str] | None,
@@ -31,7 +31,7 @@ OverridesArg = Annotated[
     list[str] | None,
     typer.Argument(metavar="OVERRIDES", help="NeMo Gym style overrides: \"+config_paths=\\[a.yaml,b.yaml]\" +policy_model_name=NAME ...", show_default=False),
 ]
-ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", envvar="GYMCTL_PROJECT", help="Compose project (stack) name; default: gymctl.")]
+ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Compose project (stack) name; default: GYMCTL_PROJECT, else gymctl.")]
 TopologyOpt = Annotated[
     ComposeTopology,
     typer.Option("--topology", "-t", help="all-in-one: one container; separated: the head plus one container per instance."),
@@ -55,7 +55,9 @@ def _known_to_logging(level: str) -> str:
 _LOG_LEVEL_HELP = "Server log level (uvicorn's levels, any case)."
 LogLevelOpt = Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False, callback=_known_to_logging, help=_LOG_LEVEL_HELP)]
 ServeLogLevelOpt = Annotated[
-    LogLevel, typer.Option("--log-level", envvar="GYMCTL_LOG_LEVEL", case_sensitive=False, callback=_known_to_logging, help=_LOG_LEVEL_HELP)
+    LogLevel | None,
+    typer.Option("--log-level", case_sensitive=False, callback=_known_to_logging, show_default=False,
+                 help=_LOG_LEVEL_HELP + " Default: GYMCTL_LOG_LEVEL, else warning."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (messages stay on stderr).")]
 
@@ -64,7 +66,7 @@ IgnoredConfigOpt = Annotated[list[str] | None, typer.Option("--config", "-c", he
 IgnoredSetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help=UP_ONLY)]
 IgnoredOverridesArg = Annotated[list[str] | None, typer.Argument(metavar="OVERRIDES", help=f"`+key=value` overrides. {UP_ONLY}", show_default=False)]
 IgnoredTopologyOpt = Annotated[ComposeTopology | None, typer.Option("--topology", "-t", help=UP_ONLY, show_default=False)]
-IgnoredProjectOpt = Annotated[str | None, typer.Option("--project", "-p", envvar="GYMCTL_PROJECT", help=f"{UP_ONLY} (pass --head or a config to find the head)")]
+IgnoredProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help=f"{UP_ONLY} (pass --head or a config to find the head)")]
 
 
 def print_json(value: Any) -> None:
@@ -110,8 +112,7 @@ def head_from_overrides(args: list[str]) -> str | None:
 
 def default_head_url() -> str:
     """GYMCTL_HEAD_URL, else the head on this machine's default port."""
-    import os
-
     from gymctl.config.model import DEFAULT_HEAD_HOST, DEFAULT_HEAD_PORT
+    from gymctl.server.settings import ServerSettings
 
-    return os.environ.get("GYMCTL_HEAD_URL") or f"http://{DEFAULT_HEAD_HOST}:{DEFAULT_HEAD_PORT}"
+    return ServerSettings.from_env().head_url or f"http://{DEFAULT_HEAD_HOST}:{DEFAULT_HEAD_PORT}"

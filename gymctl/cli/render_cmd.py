@@ -26,7 +26,9 @@ TagOpt = Annotated[str, typer.Option("--tag", help="Image tag.")]
 def project_of(project: str | None) -> str:
     from gymctl.compose.model import project_name
 
-    return project_name(project or DEFAULT_PROJECT)
+    from gymctl.server.settings import ServerSettings
+
+    return project_name(project or ServerSettings.from_env().project or DEFAULT_PROJECT)
 
 
 def stack_file(project: str) -> Path:

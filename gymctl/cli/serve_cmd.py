@@ -20,9 +20,9 @@ def serve(
     overrides: OverridesArg = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
-    head_url: Annotated[str | None, typer.Option("--head", envvar="GYMCTL_HEAD_URL", help="Head to register with (default: the config's head_server).")] = None,
-    port: Annotated[int | None, typer.Option("--port", envvar="GYMCTL_PORT", help="Port to listen on (default: the config's, else any free port).")] = None,
-    log_level: ServeLogLevelOpt = "warning",
+    head_url: Annotated[str | None, typer.Option("--head", help="Head to register with (default: GYMCTL_HEAD_URL, else the config's head_server).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default: GYMCTL_PORT, else the config's, else any free port).")] = None,
+    log_level: ServeLogLevelOpt = None,
 ) -> None:
     """Start ONE server instance of a config (or the head), register it with the head, serve until SIGTERM.
 
@@ -41,7 +41,7 @@ def serve(
     mounted = ServerSettings.from_env().config_file  # containers: the merged config, mounted
     cfg = load_mounted(mounted, sets, instance) if mounted and not config and not overrides else load_from_cli(config, sets, overrides)
     check_servable(cfg, instance)
-    explicit: dict[str, object] = {"log_level": log_level}
+    explicit: dict[str, object] = {"log_level": log_level} if log_level else {}
     if head_url:
         explicit["head_url"] = head_url
     if port:

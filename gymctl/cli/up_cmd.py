@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gymctl.cli.build_cmd import BaseImageOpt, build_for
+from gymctl.cli.build_cmd import BaseImageOpt, base_image_of, build_for
 from gymctl.cli.options import ConfigOpt, JsonOpt, OverridesArg, ProjectOpt, SetOpt, TopologyOpt, load_from_cli, print_json
 from gymctl.cli.render_cmd import (
     PrefixOpt,
@@ -73,7 +73,7 @@ def up(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Return once every container is healthy and the head is ready.")] = True,
     timeout: Annotated[float, typer.Option("--timeout", help="--wait: seconds before giving up.")] = 120.0,
     publish_host: PublishHostOpt = "127.0.0.1",
-    base_image: BaseImageOpt = "gymctl/base:bookworm",
+    base_image: BaseImageOpt = None,
     image_prefix: PrefixOpt = "gymctl",
     tag: TagOpt = "latest",
     as_json: JsonOpt = False,
@@ -96,7 +96,7 @@ def up(
     write_file(path, rendered.compose_yaml)
     stack = ComposeStack(name, path)
     if build:
-        build_for(cfg, topology, base_image=base_image, prefix=image_prefix, tag=tag)
+        build_for(cfg, topology, base_image=base_image_of(base_image), prefix=image_prefix, tag=tag)
     t0 = time.monotonic()
     progress = _Progress()
     try:

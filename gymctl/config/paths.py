@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -40,7 +39,9 @@ def servers_dir() -> Path:
 def search_roots(cwd: Path | None = None) -> list[Path]:
     """The roots a relative config or server path is tried against, in order: cwd, GYMCTL_SERVERS_DIR, shipped."""
     roots = [(cwd or Path.cwd()).resolve()]
-    env = os.environ.get("GYMCTL_SERVERS_DIR")
+    from gymctl.server.settings import ServerSettings
+
+    env = ServerSettings.from_env().servers_dir
     if env:
         roots.append(Path(env).expanduser().resolve())
     shipped = servers_dir()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from gymctl.compose.render import RenderedStack
 from gymctl.docker.backend import ComposeBackend
 from gymctl.docker.state import ContainerState
+from gymctl.polling import poll_until_sync
 from gymctl.errors import (
     DockerError,
     DockerUnavailableError,
@@ -83,21 +84,24 @@ class StackWaiter:
 
     def wait_healthy(self, deadline: float, progress: Progress = no_progress, services: list[str] | None = None) -> list[ContainerState]:
         """Until every container (of `services`) is healthy; a failed one, or the deadline (monotonic), raises."""
-        while True:
-            states = self.states(services)
+        last: list[ContainerState] = []
+
+        def healthy() -> list[ContainerState] | None:
+            last[:] = states = self.states(services)
             progress(states, "waiting for healthy")
             bad = next((s for s in states if s.failed), None)
             if bad:
                 raise self.container_error(bad)
-            if states and all(s.ready for s in states):
-                return states
-            if time.monotonic() > deadline:
-                slow = next((s for s in states if not s.ready), None)
-                tail = self.backend.container_logs(slow.id) if slow else ""
-                what = slow.service if slow else "containers"
-                raise NotReadyError(f"stack {self.project!r}: {what} not healthy in time ({slow.status if slow else 'none'})",
-                                    service=slow.service if slow else None, status=slow.status if slow else None, log_tail=tail)
-            time.sleep(self.poll_s)
+            return states if states and all(s.ready for s in states) else None
+
+        def too_slow() -> NotReadyError:
+            slow = next((s for s in last if not s.ready), None)
+            tail = self.backend.container_logs(slow.id) if slow else ""
+            what = slow.service if slow else "containers"
+            return NotReadyError(f"stack {self.project!r}: {what} not healthy in time ({slow.status if slow else 'none'})",
+                                 service=slow.service if slow else None, status=slow.status if slow else None, log_tail=tail)
+
+        return poll_until_sync(healthy, deadline - time.monotonic(), self.poll_s, what="healthy containers", on_timeout=too_slow)
 
     def wait_head_ready(self, rendered: RenderedStack, deadline: float, progress: Progress = no_progress) -> None:
         """Until the head's /health answers 200 (every instance registered)."""
@@ -105,11 +109,15 @@ class StackWaiter:
         if head is None:
             return
         url = f"http://{head.host_ip}:{head.host_port}/health"
-        while not self.backend.http_ok(url):
-            if time.monotonic() > deadline:
-                raise NotReadyError(f"head at {url} not ready in time: not every instance registered (gymctl status --head {url[:-7]})", service="head")
+
+        def ready() -> bool:
+            if self.backend.http_ok(url):
+                return True
             progress(self.states(), "waiting for registration")
-            time.sleep(self.poll_s)
+            return False
+
+        poll_until_sync(ready, deadline - time.monotonic(), self.poll_s, what="the head's readiness", on_timeout=lambda: NotReadyError(
+            f"head at {url} not ready in time: not every instance registered (gymctl status --head {url[:-7]})", service="head"))
 
     def container_error(self, s: ContainerState) -> StartupError:
         """A failed container as a StartupError: why (unhealthy: the healthcheck's output; exited: its code) and its log tail."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
 
 
 class ServerSettings(BaseSettings):
@@ -35,6 +37,20 @@ class ServerSettings(BaseSettings):
     telemetry: bool = False  # keep FastAPI's per-request OpenTelemetry hooks
     separated_start: str = "fork"  # `exec`: the separated runtime execs its first children too
     servers_dir: str | None = None  # the directory holding <server_type>/<impl>/ trees (gymctl.config.paths)
+    project: str | None = None  # the CLI's compose project (stack) name when -p is not given
+    base_image: str | None = None  # `gymctl build` / `up --build`: the base image when --base-image is not given
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level; choose one of: {', '.join(LOG_LEVELS)}")
+        if level == "trace":  # uvicorn's level below DEBUG: name it for the logging module too
+            import logging
+
+            logging.addLevelName(5, "TRACE")
+        return level
 
     @classmethod
     def from_env(cls, **explicit: Any) -> ServerSettings:

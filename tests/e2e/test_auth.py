@@ -38,7 +38,7 @@ def test_every_server_refuses_a_request_without_the_token_and_gymctl_clients_wor
         assert http_json(urls[name] + "/health")[0] in (200, 503)  # probes stay open (the head's readiness too)
     # gymctl's clients send the token: status, and a rollout through ServerClient (agent -> model/resources too).
     st = cli("status", "--head", run.head_url, env={"GYMCTL_AUTH_TOKEN": TOKEN})
-    assert st.returncode == 0 and "4 instances (4 healthy, 0 unhealthy)" in st.stdout, st.stdout + st.stderr
+    assert st.returncode == 0 and "4 servers found (4 healthy, 0 unhealthy)" in st.stdout, st.stdout + st.stderr
 
     async def one_rollout() -> float:
         client = ServerClient(run.head_url, token=TOKEN, use_host_url=True)

@@ -64,7 +64,7 @@ def test_a_server_started_by_hand_joins_and_shows_in_status(separated, tmp_path)
         wait_until(lambda: [i for i in run.instances() if i["process_name"] == "policy_model" and i["pid"] == hand.pid], 20, "hand-started server registered")
         st = cli("status", "--head", run.head_url, "--expect", "5")
         assert st.returncode == 0, st.stdout + st.stderr
-        assert "5/5 expected healthy" in st.stdout and "5 instances (5 healthy, 0 unhealthy)" in st.stdout
+        assert "5/5 expected healthy" in st.stdout and "5 servers found (5 healthy, 0 unhealthy)" in st.stdout
         assert sum(1 for line in st.stdout.splitlines() if "scripted_model" in line) == 2
         # The agent may now route to either replica; rollouts still score.
         for row in example_rows()[:4]:

@@ -30,7 +30,7 @@ def test_one_process_per_instance_status_green_and_a_run_scores_1(separated, tmp
     assert items["example_single_tool_call_environment_server"]["pid"] == items[AGENT]["pid"] == run.pid_of(AGENT)
     st = cli("status", "--head", run.head_url)
     assert st.returncode == 0, st.stdout + st.stderr
-    assert "4 instances (4 healthy, 0 unhealthy)" in st.stdout
+    assert "4 servers found (4 healthy, 0 unhealthy)" in st.stdout
     code, body = http_json(run.url_of(AGENT) + "/run", example_rows()[0])
     assert code == 200 and body["reward"] == 1.0
     # Output: prefixed by instance on the console, and one log file per process.

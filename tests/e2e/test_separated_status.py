@@ -53,14 +53,14 @@ def test_watch_refreshes_shows_a_head_outage_and_recovers(separated):
     run = separated("--restart", "on-failure")
     term = Terminal([sys.executable, "-m", "gymctl", "status", "--watch", "--interval", "0.3", "--head", run.head_url])
     try:
-        wait_until(lambda: "4 instances (4 healthy, 0 unhealthy)" in term.read(), 20, "live table")
+        wait_until(lambda: "4 servers found (4 healthy, 0 unhealthy)" in term.read(), 20, "live table")
         first = re.findall(r"updated (\d\d:\d\d:\d\d)", term.read())
         wait_until(lambda: len(set(re.findall(r"updated (\d\d:\d\d:\d\d)", term.read()))) > len(set(first)), 5, "a refresh")
         mark = len(term.read())
         os.kill(run.pid_of("head"), signal.SIGKILL)
         wait_until(lambda: "HeadUnreachableError" in term.since(mark), 10, "outage shown")
         mark = len(term.read())
-        wait_until(lambda: "4 instances (4 healthy, 0 unhealthy)" in term.since(mark), 20, "recovered")
+        wait_until(lambda: "4 servers found (4 healthy, 0 unhealthy)" in term.since(mark), 20, "recovered")
         assert term.proc.poll() is None  # an outage never ends the watch
         term.proc.send_signal(signal.SIGINT)
         assert term.proc.wait(10) == 0  # the last view was healthy
@@ -93,7 +93,7 @@ def test_watch_piped_prints_each_refresh(separated):
     try:
         deadline = time.monotonic() + 30
         seen = ""
-        while seen.count("4 instances (4 healthy") < 2 and time.monotonic() < deadline:
+        while seen.count("4 servers found (4 healthy") < 2 and time.monotonic() < deadline:
             seen += proc.stdout.readline()
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=10)
@@ -103,4 +103,4 @@ def test_watch_piped_prints_each_refresh(separated):
             proc.wait()
     out = seen + out
     assert proc.returncode == 0, out
-    assert out.count("4 instances (4 healthy, 0 unhealthy)") >= 2 and "Traceback" not in out
+    assert out.count("4 servers found (4 healthy, 0 unhealthy)") >= 2 and "Traceback" not in out
