@@ -61,7 +61,7 @@ class DeploymentStatus:
 async def _probes(session: aiohttp.ClientSession, head_url: str, headers: dict[str, str], items: list[dict[str, Any]], urls: list[str]) -> list[tuple[str, float | None]]:
     """Health and round trip per instance as the head sees them (it reaches servers that are not published);
     from here when the head cannot probe (NeMo Gym's head, or an instance it does not know yet)."""
-    seen: dict[tuple[str, str], tuple[str, float | None]] = {}
+    seen: dict[tuple[str, str | None], tuple[str, float | None]] = {}  # (process_name, url); an instance may have no url yet
     try:
         async with session.get(f"{head_url}/probe", headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as r:
             if r.status == 200:

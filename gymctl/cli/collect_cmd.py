@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,12 @@ from gymctl.cli.options import (
     head_from_overrides,
 )
 from gymctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from gymctl.config.model import GymConfig
+    from gymctl.rollouts import CollectSpec
+    from gymctl.rollouts.stats import Summary
+    from gymctl.runtime.inprocess import RunningDeployment
 
 # NeMo Gym's `+key=value` collector arguments -> our option names.
 NG_KEYS = {
@@ -151,13 +157,13 @@ def collect(
     sys.exit(1 if summary.failed else 0)
 
 
-async def _collect(spec, head_url: str, cfg, *, start_if_absent: bool, head_wait_s: float = 10.0):
+async def _collect(spec: CollectSpec, head_url: str, cfg: GymConfig | None, *, start_if_absent: bool, head_wait_s: float = 10.0) -> tuple[Summary, bool]:
     from gymctl.cli.collect_view import ProgressView
     from gymctl.runtime.embedded import collect as collect_rollouts
 
     progress = ProgressView()
 
-    def on_started(dep, seconds: float) -> None:
+    def on_started(dep: RunningDeployment, seconds: float) -> None:
         print(f"No head running: started the deployment in this process ({len(dep.servers)} instances, head {dep.head_url}, {seconds:.2f} s)", file=sys.stderr, flush=True)
 
     result = await collect_rollouts(

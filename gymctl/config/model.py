@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -110,7 +111,7 @@ class GymConfig:
             return _to_container(self.tree, True, None, None)
         raw = OmegaConf.to_container(self.tree, resolve=False)
         assert isinstance(raw, dict)
-        out: dict[str, Any] = {}
+        out: dict[Any, Any] = {}  # top-level keys kept as written (YAML allows a non-string one)
         for key, value in raw.items():
             if key in required:
                 spec = self.instances[key]
@@ -130,9 +131,9 @@ class GymConfig:
         return [n for n, s in self.instances.items() if s.server_type in ("responses_api_agents", "environment_servers")]
 
 
-def _to_container(node: Any, resolve: bool, source: str | None, key_path: str | None) -> Any:
+def _to_container(node: Any, resolve: bool, source: str | None, key_path: str | None) -> dict[str, Any]:
     try:
-        return OmegaConf.to_container(node, resolve=resolve)
+        out: object = OmegaConf.to_container(node, resolve=resolve)
     except OmegaConfBaseException as e:
         msg = str(e).splitlines()[0]
         m = re.search(r"Environment variable '([^']+)' not found", msg)
@@ -143,6 +144,8 @@ def _to_container(node: Any, resolve: bool, source: str | None, key_path: str | 
                 source=source, key_path=_full_key(key_path, e),
             ) from None
         raise ConfigError(f"cannot resolve interpolation: {msg}", source=source, key_path=_full_key(key_path, e)) from None
+    assert isinstance(out, dict)  # only mappings come here: the tree and instance blocks (checked by _parse_instance)
+    return out
 
 
 def _full_key(prefix: str | None, e: OmegaConfBaseException) -> str | None:
@@ -230,7 +233,7 @@ def _parse_instance(name: str, value: Any, origin: str, cwd: Path | None) -> Ins
     return InstanceSpec(name, server_type, str(impl), entrypoint, found, str(host) if host else None, port, origin)
 
 
-def _references(value: Any, path: str):
+def _references(value: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
     if isinstance(value, dict):
         if set(value) >= {"type", "name"} and value.get("type") in SERVER_TYPES and len(value) <= 3:
             yield path, value
