@@ -54,7 +54,7 @@ def _split_args(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
 
 
 def _int(name: str, value: Any) -> int | None:
-    if value is None or isinstance(value, int) and not isinstance(value, bool):
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     raise UsageError(f"{name}={value!r}: expected a whole number")
 
@@ -81,7 +81,8 @@ def collect(
     config: ConfigOpt = None,
     sets: SetOpt = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds one rollout may take before it is marked failed. Default 600.")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Set a responses_create_params key in every task, e.g. --param temperature=0.6 (+responses_create_params.KEY=).")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="Set a responses_create_params key in every task, e.g. --param temperature=0.6 (+responses_create_params.KEY=).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over: empty the output instead of resuming it (+resume_from_cache=false).")] = False,
     head_wait: Annotated[float, typer.Option("--head-wait", help="Seconds to wait for the head to answer before giving up.")] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON on stdout.")] = False,
@@ -164,7 +165,8 @@ async def _collect(spec: CollectSpec, head_url: str, cfg: GymConfig | None, *, s
     progress = ProgressView()
 
     def on_started(dep: RunningDeployment, seconds: float) -> None:
-        print(f"No head running: started the deployment in this process ({len(dep.servers)} instances, head {dep.head_url}, {seconds:.2f} s)", file=sys.stderr, flush=True)
+        print(f"No head running: started the deployment in this process ({len(dep.servers)} instances, head {dep.head_url}, {seconds:.2f} s)",
+              file=sys.stderr, flush=True)
 
     result = await collect_rollouts(
         spec, head_url, cfg, start_if_absent=start_if_absent, head_wait_s=head_wait_s, on_progress=progress.update,

@@ -101,7 +101,7 @@ class _Reader:
             self.origins[str(key)] = f"{path}:{lines.get(str(key), 1)}"
         try:
             own = OmegaConf.create(data)
-        except Exception as e:  # OmegaConf rejects some YAML shapes (e.g. non-string keys)
+        except Exception as e:  # noqa: BLE001 -- OmegaConf rejects some YAML shapes (e.g. non-string keys) with more than its own errors
             raise ConfigError(f"not a valid config: {e}", source=str(path)) from None
         return _merge(merged, own)  # the including file wins over what it includes
 
@@ -111,7 +111,7 @@ def load_tree(
     args: list[str] | None = None,
     *,
     cwd: Path | None = None,
-    env_yaml: Path | None | bool = True,
+    env_yaml: Path | bool | None = True,
 ) -> LoadedTree:
     """Merge config files (lowest first) < env.yaml < command-line overrides into one unresolved tree."""
     cwd = (cwd or Path.cwd()).resolve()
@@ -141,7 +141,7 @@ def load_tree(
     for key, value in overrides.settings:
         try:
             OmegaConf.update(tree, key, value, merge=True, force_add=True)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 -- whatever OmegaConf raises for a bad override is the user's mistake: a ConfigError
             raise ConfigError(f"cannot set {key}={value!r}: {e}", source="command line") from None
         reader.origins.setdefault(key.split(".")[0], "command line")
     return LoadedTree(tree=tree, origins=reader.origins, files=reader.files)

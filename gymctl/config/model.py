@@ -261,7 +261,8 @@ def _parse_deployment(raw: Any, origin: str) -> dict[str, InstanceDeployment]:
             raise ConfigError(f"{settings!r} is not a mapping; write e.g. {{gpus: 1, publish: true}}", source=origin, key_path=kp)
         unknown = [k for k in settings if k not in fields]
         if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}{_hint(unknown[0], sorted(fields))} (known: {', '.join(sorted(fields))})", source=origin, key_path=kp)
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}{_hint(unknown[0], sorted(fields))} (known: {', '.join(sorted(fields))})",
+                              source=origin, key_path=kp)
         dep = InstanceDeployment(**settings)
         for attr in ("gpus", "replicas"):
             v = getattr(dep, attr)
@@ -316,7 +317,8 @@ def parse_config(loaded: LoadedTree, *, cwd: Path | None = None) -> GymConfig:
         if spec.port is None:
             continue
         if spec.port in seen:
-            raise ConfigError(f"port {spec.port} is also used by {seen[spec.port]}; give each instance its own port (or omit it for a free one)", source=spec.origin, key_path=f"{spec.key_path}.port")
+            raise ConfigError(f"port {spec.port} is also used by {seen[spec.port]}; give each instance its own port (or omit it for a free one)",
+                              source=spec.origin, key_path=f"{spec.key_path}.port")
         seen[spec.port] = name
 
     return GymConfig(
@@ -326,13 +328,14 @@ def parse_config(loaded: LoadedTree, *, cwd: Path | None = None) -> GymConfig:
     )
 
 
-def load_config(config_paths: list[str] | None = None, args: list[str] | None = None, *, cwd: Path | None = None, env_yaml: Path | None | bool = True) -> GymConfig:
+def load_config(config_paths: list[str] | None = None, args: list[str] | None = None, *, cwd: Path | None = None, env_yaml: Path | bool | None = True) -> GymConfig:
     """Load, merge and validate a config from files and NeMo-Gym-style overrides."""
     loaded = load_tree(config_paths, args, cwd=cwd, env_yaml=env_yaml)
     cfg = parse_config(loaded, cwd=cwd)
     for name in cfg.deployment:
         if name not in cfg.instances:
-            raise ConfigError(f"names no instance of the config{_hint(name, list(cfg.instances))}", source=cfg.origins.get(GYMCTL_KEY), key_path=f"{GYMCTL_KEY}.instances.{name}")
+            raise ConfigError(f"names no instance of the config{_hint(name, list(cfg.instances))}", source=cfg.origins.get(GYMCTL_KEY),
+                              key_path=f"{GYMCTL_KEY}.instances.{name}")
     return cfg
 
 
