@@ -65,7 +65,7 @@ def measure_stub(stub_url: str, requests: int = 4000, concurrency: int = 64) -> 
             "failures": res.failures, "rollouts_per_s_allowed": round(res.rollouts_per_s / 2, 1)}
 
 
-def _sigterm_as_interrupt(signum, frame):  # noqa: ANN001
+def _sigterm_as_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 

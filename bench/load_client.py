@@ -48,7 +48,7 @@ class LoadResult:
     def steady_rate(self, from_s: float) -> float:
         """Little's law over the rollouts started at or after `from_s` (the ramp's end) while every worker was
         busy: in-flight / mean latency. Unbiased by the ramp and the drain, unlike counting in a window."""
-        lat = [ms / 1000 for ms, done in zip(self.latencies_ms, self.completed_at)
+        lat = [ms / 1000 for ms, done in zip(self.latencies_ms, self.completed_at, strict=True)
                if done - ms / 1000 >= from_s and done - ms / 1000 <= self.last_issue_s]
         return self.concurrency / (sum(lat) / len(lat)) if lat else 0.0
 

@@ -34,7 +34,7 @@ def ensure_installed(log_path: Path | None = None, timeout: float = 1800.0) -> N
     if installed():
         return
     print(f"bench: installing NeMo Gym 0.7.0 into {VENV} (a few minutes) ...", file=sys.stderr, flush=True)
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 -- closed in the finally below
     try:
         proc = subprocess.run(["bash", str(INSTALLER)], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                               env={**os.environ, "GYMCTL_NEMO_GYM_VENV": str(VENV)}, timeout=timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -61,10 +62,8 @@ def pss_mib(procs: list[psutil.Process]) -> float:
     """Sum of proportional set sizes (shared pages split among sharers), in MiB."""
     total = 0
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             total += p.memory_full_info().pss
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            pass
     return total / (1024 * 1024)
 
 
@@ -138,19 +137,13 @@ def stop_tree(proc: subprocess.Popen, known: list[psutil.Process], sig: int = si
 def kill_tree(proc: subprocess.Popen, extra: list[psutil.Process] = ()) -> None:
     """SIGKILL `proc`'s process group, its descendants and `extra`; reap `proc`."""
     victims = [*tree(proc.pid), *extra]
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     for p in victims:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

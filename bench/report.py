@@ -83,7 +83,7 @@ def table(result: dict) -> str:
                 row.append(_fmt(result["ratios"].get(n, {}).get(key)))
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     for n, sysres in result["systems"].items():
         if sysres.get("failed"):
             lines.append(f"FAILED {n}: {sysres['failed']}")
@@ -119,12 +119,12 @@ def plot(result: dict, path: Path) -> None:
     sweep = result.get("sweep") or {}
     fig, axes = plt.subplots(1, len(panels) + (1 if sweep else 0), figsize=(5 * (len(panels) + 1), 4.5))
     colors = ["#76b900", "#1f77b4", "#4a90d9", "#9cc3ea"]
-    for ax, (key, title) in zip(axes, panels):
+    for ax, (key, title) in zip(axes, panels, strict=False):  # the sweep's axis has no panel
         values = [result["systems"][n].get(key) or 0 for n in names]
         bars = ax.bar(range(len(names)), values, color=colors[: len(names)])
         ax.set_title(title)
         ax.set_xticks(range(len(names)), [n.replace("gymctl_", "gymctl\n") for n in names], fontsize=8)
-        for bar, v in zip(bars, values):
+        for bar, v in zip(bars, values, strict=True):
             ax.annotate(_fmt(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
                         fontsize=8)
     if sweep:

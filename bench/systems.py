@@ -73,14 +73,13 @@ class System:
     def start(self, stub_url: str) -> float:
         """Start it; returns seconds from exec to a 200 from the head's /health."""
         port = self._prepare_start()
-        log = open(self.log_path, "ab")
-        log.write(f"\n==== {time.strftime('%H:%M:%S')} {' '.join(self.argv(stub_url, port))}\n".encode())
-        log.flush()
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.argv(stub_url, port), cwd=self.cwd(), env=self.env(), stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                     preexec_fn=reset_sigint)
-        log.close()
+        with open(self.log_path, "ab") as log:  # the child holds its own copy of the descriptor
+            log.write(f"\n==== {time.strftime('%H:%M:%S')} {' '.join(self.argv(stub_url, port))}\n".encode())
+            log.flush()
+            t0 = time.monotonic()
+            self.proc = subprocess.Popen(self.argv(stub_url, port), cwd=self.cwd(), env=self.env(), stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=reset_sigint)
         try:
             ready = wait_ready(self.head_url + "/health", self.proc, self.ready_timeout_s)
         except (RuntimeError, TimeoutError) as e:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import itertools
 import os
 import subprocess
@@ -324,14 +325,12 @@ def main(argv: list[str] | None = None) -> None:
             await stub.stop()
 
     try:
-        import uvloop  # noqa: PLC0415
+        import uvloop
         uvloop.install()
     except ImportError:
         pass
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -61,18 +61,18 @@ class DeploymentStatus:
 async def _probes(session: aiohttp.ClientSession, head_url: str, headers: dict[str, str], items: list[dict[str, Any]], urls: list[str]) -> list[tuple[str, float | None]]:
     """Health and round trip per instance as the head sees them (it reaches servers that are not published);
     from here when the head cannot probe (NeMo Gym's head, or an instance it does not know yet)."""
-    seen: dict[tuple[str, str], tuple[str, float | None]] = {}
+    seen: dict[tuple[str, str | None], tuple[str, float | None]] = {}  # (process_name, url); an instance may have no url yet
     try:
         async with session.get(f"{head_url}/probe", headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as r:
             if r.status == 200:
                 for p in orjson.loads(await r.read()):
                     seen[(p["process_name"], p["url"])] = (p["health"], p["rtt_ms"])
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
         pass
     missing = [k for k, i in enumerate(items) if (i["process_name"], i.get("url")) not in seen]
     local = await asyncio.gather(*(probe_one(session, urls[k]) for k in missing))
     out = [seen.get((i["process_name"], i.get("url")), ("unreachable", None)) for i in items]
-    for k, result in zip(missing, local):
+    for k, result in zip(missing, local, strict=True):
         out[k] = result
     return out
 
@@ -96,7 +96,7 @@ async def fetch_status(head_url: str, *, token: str | None = None, expect: int |
             async with session.get(f"{head_url}/health", headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as r:
                 ready_body = orjson.loads(await r.read())
                 head_ready = r.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise HeadUnreachableError(head_url, time.monotonic() - started, type(e).__name__) from None
         except orjson.JSONDecodeError:
             raise ServerError(f"{head_url} did not answer JSON; is --head a gymctl or NeMo Gym head?", server="head") from None
@@ -108,7 +108,7 @@ async def fetch_status(head_url: str, *, token: str | None = None, expect: int |
             registered=i.get("status", "healthy"), health=p[0], uptime_s=i.get("uptime_seconds"), rtt_ms=p[1],
             alias_of=i.get("alias_of"),
         )
-        for i, u, p in zip(items, urls, probes)
+        for i, u, p in zip(items, urls, probes, strict=True)
     ]
     waiting = list(ready_body.get("waiting_for") or []) if isinstance(ready_body, dict) else []
     return DeploymentStatus(head_url, head_ready, waiting, out, expect)

@@ -103,12 +103,12 @@ class Deployment:
 def start_deployment(args: list[str], tmp_path: Path, *, env: dict[str, str] | None = None, timeout: float = 30.0) -> Deployment:
     port = free_port()
     log_path = tmp_path / f"gymctl-run-{port}.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gymctl", "run", *args, "--set", f"head_server.port={port}"],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-        start_new_session=True,
-    )
+    with open(log_path, "wb") as log:  # the child holds its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gymctl", "run", *args, "--set", f"head_server.port={port}"],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
     dep = Deployment(proc, f"http://127.0.0.1:{port}", log_path)
     try:
         deadline = time.monotonic() + timeout

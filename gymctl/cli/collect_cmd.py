@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,12 @@ from gymctl.cli.options import (
     head_from_overrides,
 )
 from gymctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from gymctl.config.model import GymConfig
+    from gymctl.rollouts import CollectSpec
+    from gymctl.rollouts.stats import Summary
+    from gymctl.runtime.inprocess import RunningDeployment
 
 # NeMo Gym's `+key=value` collector arguments -> our option names.
 NG_KEYS = {
@@ -48,7 +54,7 @@ def _split_args(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
 
 
 def _int(name: str, value: Any) -> int | None:
-    if value is None or isinstance(value, int) and not isinstance(value, bool):
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     raise UsageError(f"{name}={value!r}: expected a whole number")
 
@@ -75,7 +81,8 @@ def collect(
     config: ConfigOpt = None,
     sets: SetOpt = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds one rollout may take before it is marked failed. Default 600.")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Set a responses_create_params key in every task, e.g. --param temperature=0.6 (+responses_create_params.KEY=).")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="Set a responses_create_params key in every task, e.g. --param temperature=0.6 (+responses_create_params.KEY=).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over: empty the output instead of resuming it (+resume_from_cache=false).")] = False,
     head_wait: Annotated[float, typer.Option("--head-wait", help="Seconds to wait for the head to answer before giving up.")] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON on stdout.")] = False,
@@ -151,14 +158,15 @@ def collect(
     sys.exit(1 if summary.failed else 0)
 
 
-async def _collect(spec, head_url: str, cfg, *, start_if_absent: bool, head_wait_s: float = 10.0):
+async def _collect(spec: CollectSpec, head_url: str, cfg: GymConfig | None, *, start_if_absent: bool, head_wait_s: float = 10.0) -> tuple[Summary, bool]:
     from gymctl.cli.collect_view import ProgressView
     from gymctl.runtime.embedded import collect as collect_rollouts
 
     progress = ProgressView()
 
-    def on_started(dep, seconds: float) -> None:
-        print(f"No head running: started the deployment in this process ({len(dep.servers)} instances, head {dep.head_url}, {seconds:.2f} s)", file=sys.stderr, flush=True)
+    def on_started(dep: RunningDeployment, seconds: float) -> None:
+        print(f"No head running: started the deployment in this process ({len(dep.servers)} instances, head {dep.head_url}, {seconds:.2f} s)",
+              file=sys.stderr, flush=True)
 
     result = await collect_rollouts(
         spec, head_url, cfg, start_if_absent=start_if_absent, head_wait_s=head_wait_s, on_progress=progress.update,

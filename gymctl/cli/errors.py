@@ -6,6 +6,7 @@ error (UsageError, ConfigError, a bad flag or value); 130 interrupted (Ctrl-C).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from typing import Any
@@ -23,10 +24,8 @@ def _classes(*paths: str) -> tuple[type[BaseException], ...]:
     found = []
     for path in paths:
         module, _, name = path.rpartition(".")
-        try:
+        with contextlib.suppress(ImportError, AttributeError):
             found.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            pass
     return tuple(found)
 
 

@@ -21,7 +21,8 @@ UP_ONLY = "Accepted so `gymctl up`'s command line works here unchanged; not used
 
 ConfigOpt = Annotated[
     list[str] | None,
-    typer.Option("--config", "-c", help="Config YAML (repeatable; later files override earlier ones). Resolved against the working directory, then GYMCTL_SERVERS_DIR, then the servers shipped with gymctl."),
+    typer.Option("--config", "-c", help="Config YAML (repeatable; later files override earlier ones). Resolved against the working directory, "
+                 "then GYMCTL_SERVERS_DIR, then the servers shipped with gymctl."),
 ]
 SetOpt = Annotated[
     list[str] | None,

@@ -25,7 +25,6 @@ TagOpt = Annotated[str, typer.Option("--tag", help="Image tag.")]
 
 def project_of(project: str | None) -> str:
     from gymctl.compose.model import project_name
-
     from gymctl.server.settings import ServerSettings
 
     return project_name(project or ServerSettings.from_env().project or DEFAULT_PROJECT)

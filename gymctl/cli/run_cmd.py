@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,9 @@ from gymctl.cli.options import (
     SetOpt,
     load_from_cli,
 )
+
+if TYPE_CHECKING:
+    from gymctl.config.model import GymConfig
 
 
 def run(
@@ -47,7 +50,7 @@ def run(
     run_loop(_all_in_one(cfg, log_level))
 
 
-async def _all_in_one(cfg, log_level: str) -> None:
+async def _all_in_one(cfg: GymConfig, log_level: str) -> None:
     from gymctl.cli.console import print_deployment
     from gymctl.runtime.embedded import serve_all
 

@@ -66,5 +66,5 @@ def image_units(cfg: GymConfig, topology: str | None = None, prefix: str = DEFAU
     if topology in (None, "all-in-one"):
         dirs = {f"{s.server_type}/{s.impl}": s.dir_path for s in cfg.instances.values() if not s.alias_of and s.dir_path}
         rels = tuple(sorted(dirs))
-        units[ALL_IN_ONE_UNIT] = ImageUnit(ALL_IN_ONE_UNIT, all_in_one_image(prefix, tag), tuple(dirs[r] for r in rels), rels)  # type: ignore[misc]
+        units[ALL_IN_ONE_UNIT] = ImageUnit(ALL_IN_ONE_UNIT, all_in_one_image(prefix, tag), tuple(dirs[r] for r in rels), rels)
     return list(units.values())

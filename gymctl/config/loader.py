@@ -16,6 +16,13 @@ from gymctl.errors import ConfigError
 CONFIG_PATHS_KEY = "config_paths"
 
 
+def _merge(base: DictConfig, top: DictConfig) -> DictConfig:
+    """`top` over `base`; OmegaConf types the merge of two mappings as any config, it is a mapping."""
+    merged = OmegaConf.merge(base, top)
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
 @dataclass
 class LoadedTree:
     """The merged, not yet resolved config plus where each top-level key came from."""
@@ -89,14 +96,14 @@ class _Reader:
             raise ConfigError("must be a list of file paths", source=f"{path}:{lines.get(CONFIG_PATHS_KEY, 1)}", key_path=CONFIG_PATHS_KEY)
         merged = OmegaConf.create({})
         for inc in includes:
-            merged = OmegaConf.merge(merged, self.load(self.find(str(inc), path), (*stack, path)))
+            merged = _merge(merged, self.load(self.find(str(inc), path), (*stack, path)))
         for key in data:
             self.origins[str(key)] = f"{path}:{lines.get(str(key), 1)}"
         try:
             own = OmegaConf.create(data)
-        except Exception as e:  # OmegaConf rejects some YAML shapes (e.g. non-string keys)
+        except Exception as e:  # noqa: BLE001 -- OmegaConf rejects some YAML shapes (e.g. non-string keys) with more than its own errors
             raise ConfigError(f"not a valid config: {e}", source=str(path)) from None
-        return OmegaConf.merge(merged, own)  # the including file wins over what it includes
+        return _merge(merged, own)  # the including file wins over what it includes
 
 
 def load_tree(
@@ -104,7 +111,7 @@ def load_tree(
     args: list[str] | None = None,
     *,
     cwd: Path | None = None,
-    env_yaml: Path | None | bool = True,
+    env_yaml: Path | bool | None = True,
 ) -> LoadedTree:
     """Merge config files (lowest first) < env.yaml < command-line overrides into one unresolved tree."""
     cwd = (cwd or Path.cwd()).resolve()
@@ -129,12 +136,12 @@ def load_tree(
         )
     tree = OmegaConf.create({})
     for name in paths:
-        tree = OmegaConf.merge(tree, reader.load(reader.find(name, None)))
-    tree = OmegaConf.merge(tree, env_tree)
+        tree = _merge(tree, reader.load(reader.find(name, None)))
+    tree = _merge(tree, env_tree)
     for key, value in overrides.settings:
         try:
             OmegaConf.update(tree, key, value, merge=True, force_add=True)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 -- whatever OmegaConf raises for a bad override is the user's mistake: a ConfigError
             raise ConfigError(f"cannot set {key}={value!r}: {e}", source="command line") from None
         reader.origins.setdefault(key.split(".")[0], "command line")
     return LoadedTree(tree=tree, origins=reader.origins, files=reader.files)

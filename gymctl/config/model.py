@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -110,7 +111,7 @@ class GymConfig:
             return _to_container(self.tree, True, None, None)
         raw = OmegaConf.to_container(self.tree, resolve=False)
         assert isinstance(raw, dict)
-        out: dict[str, Any] = {}
+        out: dict[Any, Any] = {}  # top-level keys kept as written (YAML allows a non-string one)
         for key, value in raw.items():
             if key in required:
                 spec = self.instances[key]
@@ -130,9 +131,9 @@ class GymConfig:
         return [n for n, s in self.instances.items() if s.server_type in ("responses_api_agents", "environment_servers")]
 
 
-def _to_container(node: Any, resolve: bool, source: str | None, key_path: str | None) -> Any:
+def _to_container(node: Any, resolve: bool, source: str | None, key_path: str | None) -> dict[str, Any]:
     try:
-        return OmegaConf.to_container(node, resolve=resolve)
+        out: object = OmegaConf.to_container(node, resolve=resolve)
     except OmegaConfBaseException as e:
         msg = str(e).splitlines()[0]
         m = re.search(r"Environment variable '([^']+)' not found", msg)
@@ -143,6 +144,8 @@ def _to_container(node: Any, resolve: bool, source: str | None, key_path: str | 
                 source=source, key_path=_full_key(key_path, e),
             ) from None
         raise ConfigError(f"cannot resolve interpolation: {msg}", source=source, key_path=_full_key(key_path, e)) from None
+    assert isinstance(out, dict)  # only mappings come here: the tree and instance blocks (checked by _parse_instance)
+    return out
 
 
 def _full_key(prefix: str | None, e: OmegaConfBaseException) -> str | None:
@@ -230,7 +233,7 @@ def _parse_instance(name: str, value: Any, origin: str, cwd: Path | None) -> Ins
     return InstanceSpec(name, server_type, str(impl), entrypoint, found, str(host) if host else None, port, origin)
 
 
-def _references(value: Any, path: str):
+def _references(value: Any, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
     if isinstance(value, dict):
         if set(value) >= {"type", "name"} and value.get("type") in SERVER_TYPES and len(value) <= 3:
             yield path, value
@@ -258,7 +261,8 @@ def _parse_deployment(raw: Any, origin: str) -> dict[str, InstanceDeployment]:
             raise ConfigError(f"{settings!r} is not a mapping; write e.g. {{gpus: 1, publish: true}}", source=origin, key_path=kp)
         unknown = [k for k in settings if k not in fields]
         if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}{_hint(unknown[0], sorted(fields))} (known: {', '.join(sorted(fields))})", source=origin, key_path=kp)
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}{_hint(unknown[0], sorted(fields))} (known: {', '.join(sorted(fields))})",
+                              source=origin, key_path=kp)
         dep = InstanceDeployment(**settings)
         for attr in ("gpus", "replicas"):
             v = getattr(dep, attr)
@@ -313,7 +317,8 @@ def parse_config(loaded: LoadedTree, *, cwd: Path | None = None) -> GymConfig:
         if spec.port is None:
             continue
         if spec.port in seen:
-            raise ConfigError(f"port {spec.port} is also used by {seen[spec.port]}; give each instance its own port (or omit it for a free one)", source=spec.origin, key_path=f"{spec.key_path}.port")
+            raise ConfigError(f"port {spec.port} is also used by {seen[spec.port]}; give each instance its own port (or omit it for a free one)",
+                              source=spec.origin, key_path=f"{spec.key_path}.port")
         seen[spec.port] = name
 
     return GymConfig(
@@ -323,13 +328,14 @@ def parse_config(loaded: LoadedTree, *, cwd: Path | None = None) -> GymConfig:
     )
 
 
-def load_config(config_paths: list[str] | None = None, args: list[str] | None = None, *, cwd: Path | None = None, env_yaml: Path | None | bool = True) -> GymConfig:
+def load_config(config_paths: list[str] | None = None, args: list[str] | None = None, *, cwd: Path | None = None, env_yaml: Path | bool | None = True) -> GymConfig:
     """Load, merge and validate a config from files and NeMo-Gym-style overrides."""
     loaded = load_tree(config_paths, args, cwd=cwd, env_yaml=env_yaml)
     cfg = parse_config(loaded, cwd=cwd)
     for name in cfg.deployment:
         if name not in cfg.instances:
-            raise ConfigError(f"names no instance of the config{_hint(name, list(cfg.instances))}", source=cfg.origins.get(GYMCTL_KEY), key_path=f"{GYMCTL_KEY}.instances.{name}")
+            raise ConfigError(f"names no instance of the config{_hint(name, list(cfg.instances))}", source=cfg.origins.get(GYMCTL_KEY),
+                              key_path=f"{GYMCTL_KEY}.instances.{name}")
     return cfg
 
 

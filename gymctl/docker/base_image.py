@@ -67,7 +67,8 @@ def build_base_image(tag: str = DEFAULT_BASE, *, suite: str = SUITE, force: bool
         strap_err = err_file.read().decode(errors="replace")
     if strap.returncode != 0:
         tail = "\n".join(strap_err.strip().splitlines()[-15:])
-        raise DockerError(f"mmdebstrap failed (exit {strap.returncode}); is Debian's archive reachable?\n{tail}", argv=argv, returncode=strap.returncode, stderr=strap_err)
+        raise DockerError(f"mmdebstrap failed (exit {strap.returncode}); is Debian's archive reachable?\n{tail}",
+                          argv=argv, returncode=strap.returncode, stderr=strap_err)
     if importer.returncode != 0:
         err = importer.stderr.decode(errors="replace").strip()
         raise DockerError(f"docker import failed (exit {importer.returncode}): {err}", argv=imp, returncode=importer.returncode, stderr=err)

@@ -150,7 +150,7 @@ class BuildContext:
         servers.mkdir(parents=True)
         (servers / ".gymctl-unit").write_text(unit.name + "\n")
         lines: list[str] = []
-        for src, rel in zip(unit.server_dirs, unit.rel_dirs):
+        for src, rel in zip(unit.server_dirs, unit.rel_dirs, strict=True):
             _sync(src, servers / rel)
             req = src / "requirements.txt"
             if req.is_file():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import shutil
 import socket
@@ -88,7 +89,7 @@ class DockerBackend:
                    remove_orphans: bool = False, pull: Pull | None = None, wait: bool = False) -> None:
         from python_on_whales.utils import run
 
-        cmd = self._compose(project, file).docker_compose_cmd + ["up"]
+        cmd = self._compose(project, file).docker_compose_cmd + ["up"]  # noqa: RUF005 -- Command.__add__ keeps a Command (add_flag); unpacking makes a plain list
         cmd.add_flag("--detach", detach)
         cmd.add_flag("--remove-orphans", remove_orphans)
         cmd.add_simple_arg("--pull", pull)
@@ -124,10 +125,8 @@ class DockerBackend:
                 for wave in _stop_waves(found):
                     list(pool.map(lambda c: c.stop(timeout=timeout), [c for c in wave if c.status in ("running", "restarting", "paused")]))
             for c in found:
-                try:
+                with contextlib.suppress(NotFound):
                     c.remove(v=volumes, force=True)
-                except NotFound:
-                    pass
             for n in client.networks.list(filters=flt):
                 n.remove()
             if volumes:

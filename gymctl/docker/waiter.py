@@ -10,7 +10,6 @@ from collections.abc import Callable
 from gymctl.compose.render import RenderedStack
 from gymctl.docker.backend import ComposeBackend
 from gymctl.docker.state import ContainerState
-from gymctl.polling import poll_until_sync
 from gymctl.errors import (
     DockerError,
     DockerUnavailableError,
@@ -19,6 +18,7 @@ from gymctl.errors import (
     PortInUseError,
     StartupError,
 )
+from gymctl.polling import poll_until_sync
 
 Progress = Callable[[list[ContainerState], str], None]
 HEAD_SERVICES = ("head", "gymctl")  # the separated head, the all-in-one container

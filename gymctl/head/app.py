@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import contextlib
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, FastAPI
@@ -48,10 +49,8 @@ def public_config(config: GymConfig, registry: Registry) -> dict[str, Any]:
     raw = OmegaConf.to_container(config.tree, resolve=False)
     assert isinstance(raw, dict)
     tree = redact(raw)  # redact builds a new tree
-    try:
+    with contextlib.suppress(Exception):  # an interpolation only the servers' environments can resolve: serve it as written
         tree = OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
-    except Exception:
-        pass  # an interpolation only the servers' environments can resolve: serve it as written
     assert isinstance(tree, dict)
     seen: set[str] = set()
     for item in registry.instances():
@@ -115,10 +114,7 @@ def create_head_app(config: GymConfig | None, registry: Registry | None = None) 
 
     @router.get("/global_config_dict_yaml")
     async def global_config_dict_yaml() -> Response:
-        if config is None:
-            text = "{}\n"
-        else:
-            text = OmegaConf.to_yaml(OmegaConf.create(public_config(config, registry)))
+        text = "{}\n" if config is None else OmegaConf.to_yaml(OmegaConf.create(public_config(config, registry)))
         return Response(orjson.dumps(text), media_type="application/json")
 
     app.include_router(router)

@@ -17,7 +17,7 @@ async def probe_one(session: aiohttp.ClientSession, url: str, timeout_s: float =
             await r.read()
             rtt = (time.perf_counter() - t0) * 1000
             return ("healthy" if r.status == 200 else f"HTTP {r.status}"), rtt
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return "unreachable", None
 
 
@@ -27,5 +27,5 @@ async def probe_all(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         results = await asyncio.gather(*(probe_one(session, i["url"]) for i in items))
     return [
         {"process_name": i["process_name"], "url": i["url"], "health": health, "rtt_ms": None if rtt is None else round(rtt, 2)}
-        for i, (health, rtt) in zip(items, results)
+        for i, (health, rtt) in zip(items, results, strict=True)
     ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gymctl.rollouts.collector import CollectResult, CollectSpec, Collector, Progress
+from gymctl.rollouts.collector import Collector, CollectResult, CollectSpec, Progress
 from gymctl.rollouts.paths import aggregate_metrics_path_for, failures_path_for
 
 __all__ = ["CollectResult", "CollectSpec", "Collector", "Progress", "aggregate_metrics_path_for", "failures_path_for"]

@@ -232,7 +232,7 @@ class Collector:
             torn_bytes=self.resume.torn_bytes, failure_kinds=dict(st.failure_kinds), first_reasons=dict(st.first_reasons), bad_output_lines=self.resume.bad_lines[:20],
         )
         if not st.failed:
-            failures_path.unlink(missing_ok=True)
+            failures_path.unlink(missing_ok=True)  # noqa: ASYNC240 -- one unlink of a local file, once per run
         try:
             if digest.rows and digest.body_path and not interrupted:
                 path = aggregate_metrics_path_for(spec.output_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
-from array import array
+from array import array  # array[float] appears in annotations only (subscriptable at run time from Python 3.12)
 from dataclasses import dataclass, field
 
 
@@ -13,7 +13,7 @@ def process_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def percentile(sorted_values: list[float] | array, q: float) -> float | None:
+def percentile(sorted_values: list[float] | array[float], q: float) -> float | None:
     """The q-th percentile (0-100) by linear interpolation; None when empty."""
     n = len(sorted_values)
     if n == 0:
@@ -36,7 +36,7 @@ class RolloutStats:
     rewarded: int = 0
     started: float = field(default_factory=time.monotonic)
     cpu_started: float = field(default_factory=process_cpu_s)
-    latencies_s: array = field(default_factory=lambda: array("d"))
+    latencies_s: array[float] = field(default_factory=lambda: array("d"))
     failure_kinds: dict[str, int] = field(default_factory=dict)
     first_reasons: dict[str, str] = field(default_factory=dict)  # one example reason per kind
 

@@ -12,7 +12,7 @@ def routable_ip() -> str:
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.connect(("10.255.255.255", 1))  # UDP connect only picks a route; nothing leaves the host
-            return s.getsockname()[0]
+            return str(s.getsockname()[0])  # (host, port) for AF_INET
     except OSError:
         return socket.gethostbyname(socket.gethostname())
 

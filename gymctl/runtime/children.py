@@ -133,7 +133,7 @@ class Child:
                 code = run(ready_w)
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            except BaseException:
+            except BaseException:  # noqa: BLE001 -- the forked child prints whatever stopped it, then leaves through os._exit
                 import traceback
 
                 traceback.print_exc()
@@ -172,7 +172,7 @@ class Child:
         """Pump the child's output and watch for its exit on this event loop."""
         assert self.pid is not None and self._read_fd is not None
         if self.log_path is not None and self._log is None:
-            self._log = open(self.log_path, "ab")
+            self._log = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 -- kept open across restarts (closed in close()); opening is one syscall
         if self._log is not None and self.restarts:
             self._log.write(f"--- gymctl: restart {self.restarts} at {time.strftime('%H:%M:%S')} ---\n".encode())
         loop = asyncio.get_running_loop()

@@ -20,7 +20,7 @@ from gymctl.server.asgi_dispatch import asgi_request
 from gymctl.server.client import ServerClient
 from gymctl.server.kit import ServerKit, add_health_routes, wrap_app
 from gymctl.server.loader import load_module, validate_config
-from gymctl.server.registration import Registrar, registration_record
+from gymctl.server.registration import Registrar, Sender, registration_record
 from gymctl.server.serving import QuietServer, bind_socket, make_server
 from gymctl.server.settings import ServerSettings
 
@@ -50,7 +50,7 @@ class RunningDeployment:
     started_at: float = field(default_factory=time.monotonic)
 
 
-def _registration_sender(head_app: Any, head_url: str, client: ServerClient, token: str | None):
+def _registration_sender(head_app: Any, head_url: str, client: ServerClient, token: str | None) -> Sender:
     """How the registrar reaches the head: in-process when it lives here, HTTP otherwise."""
     raw_auth = [(b"authorization", f"Bearer {token}".encode())] if token else []
 

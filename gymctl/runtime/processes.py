@@ -38,7 +38,7 @@ def watch_exit(loop: asyncio.AbstractEventLoop, pid: int, done: asyncio.Future[i
         pidfd = os.pidfd_open(pid)
     except (AttributeError, OSError):
         async def poll() -> None:
-            while not reap():
+            while not reap():  # noqa: ASYNC110 -- without a pidfd, polling waitpid is the only way to see the exit
                 await asyncio.sleep(0.05)
 
         loop.create_task(poll())

@@ -9,6 +9,7 @@ first start exec too. Either way a child reports its URL on its ready pipe (gymc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -43,7 +44,7 @@ def serve_args(name: str, config_args: ConfigArgs, log_level: str) -> list[str]:
         args += ["--config", path]
     for item in sets or []:
         args += ["--set", item]
-    return args + ["--log-level", log_level]
+    return [*args, "--log-level", log_level]
 
 
 def child_env(head_url: str) -> dict[str, str]:
@@ -81,10 +82,8 @@ def _preload() -> bool:
     import threading
 
     for module in ("gymctl.runtime.inprocess", "gymctl.runtime.serve", "uvloop"):
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module(module)
-        except ImportError:
-            pass
     return threading.active_count() == 1 and hasattr(os, "fork")
 
 

@@ -44,7 +44,7 @@ def _port_free(port: int) -> bool:
     try:
         bind_socket("127.0.0.1", port, "restart").close()
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 -- whatever stops a bind means the port is not free
         return False
 
 
@@ -209,5 +209,5 @@ class Supervisor:
             if c.running:
                 self.sink.note(f"{c.name} (pid {c.pid}) still running after {timeout:.0f} s: SIGKILL")
                 c.signal_group(signal.SIGKILL)
-        while any(c.running for c in children):
+        while any(c.running for c in children):  # noqa: ASYNC110 -- SIGKILLed: each child's watcher clears .running within ms
             await asyncio.sleep(0.02)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -33,7 +34,7 @@ _HEAD_BACKOFF = RetryPolicy(first_s=0.1, factor=2.0, max_s=1.0)  # while waiting
 class ServerResponse:
     """A reply from another server: status, body bytes, headers, and the cookies it set."""
 
-    __slots__ = ("status", "body", "headers", "cookies", "server", "path")
+    __slots__ = ("body", "cookies", "headers", "path", "server", "status")
 
     def __init__(self, status: int, body: bytes, headers: dict[str, str], cookies: dict[str, str], server: str, path: str) -> None:
         self.status = status
@@ -209,7 +210,9 @@ class ServerClient:
     async def get(self, server_name: str, path: str, *, cookies: dict[str, str] | None = None, timeout: float | None = None) -> ServerResponse:
         return await self.request("GET", server_name, path, cookies=cookies, timeout=timeout)
 
-    async def request(self, method: str, server_name: str, path: str, *, json: Any = None, cookies: dict[str, str] | None = None, timeout: float | None = None) -> ServerResponse:
+    async def request(
+        self, method: str, server_name: str, path: str, *, json: Any = None, cookies: dict[str, str] | None = None, timeout: float | None = None,
+    ) -> ServerResponse:
         body = orjson.dumps(json) if json is not None else b""
         app = self.local.get(server_name)
         if app is not None:
@@ -245,10 +248,8 @@ class ServerClient:
                     ) from None
                 failed_at = time.monotonic()
                 await asyncio.sleep(self.retry.delay(attempt))
-                try:
+                with contextlib.suppress(HeadUnreachableError, UnknownServerError):  # keep the cached route; the head may be restarting
                     url = await self.resolve(server_name, refresh=True, failed_at=failed_at)
-                except (HeadUnreachableError, UnknownServerError):
-                    pass  # keep the cached route; the head may be restarting
             except TimeoutError:
                 raise ServerError(f"{server_name} {path} timed out after {timeout} s", server=server_name) from None
 

@@ -65,7 +65,8 @@ def load_sibling(anchor_file: str, anchor_module: str, name: str) -> ModuleType:
 def validate_config(module: ModuleType, block: dict[str, Any], *, source: str, key_path: str) -> BaseModel:
     """Validate an instance block against the server's `Config` (ConfigError names the key)."""
     try:
-        return module.Config.model_validate(block)
+        config_class: type[BaseModel] = module.Config
+        return config_class.model_validate(block)
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -63,7 +64,7 @@ class Registrar:
                 if status >= 300:
                     log.error("head at %s refused registration of %s: HTTP %s", self.head_url, record["process_name"], status)
                     return False
-        except Exception as e:  # the head is away: keep serving, retry
+        except Exception as e:  # noqa: BLE001 -- the head is away (or failing): keep serving, retry
             if not self._warned:
                 log.warning("head at %s unreachable (%s); retrying in the background", self.head_url, type(e).__name__)
                 self._warned = True
@@ -93,13 +94,9 @@ class Registrar:
     async def stop(self, *, deregister: bool = True) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         if deregister:
             for record in self.records:
-                try:
+                with contextlib.suppress(Exception):  # the head may be gone already; its lease will drop us
                     await asyncio.wait_for(self.send("/deregister", {"process_name": record["process_name"], "url": record["url"]}), 2)
-                except Exception:
-                    pass  # the head may be gone already; its lease will drop us

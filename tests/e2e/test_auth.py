@@ -10,7 +10,7 @@ import sys
 
 from gymctl.server.client import ServerClient
 from tests.conftest import AGENT, EXAMPLE_CONFIG, REPO, SCRIPTED_CONFIG, example_rows, http_json
-from tests.e2e.test_separated_support import cli, separated, wait_until  # noqa: F401
+from tests.e2e.test_separated_support import cli, wait_until
 
 TOKEN = "e2e-Secret-7f3a9c"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

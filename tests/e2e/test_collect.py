@@ -61,7 +61,8 @@ def test_collect_against_a_running_deployment_then_ng_form_resumes_it(gymctl_dep
     assert "collect: 10/10 done" in res.stderr  # plain progress lines when not on a terminal
     port = gymctl_deployment.head_url.rsplit(":", 1)[1]
     ng = cli(f"+agent_name={AGENT}", f"+input_jsonl_fpath={EXAMPLE_DATA}", f"+output_jsonl_fpath={out}", "+num_repeats=3",
-             "+num_samples_in_parallel=4", f"+head_server.port={port}", argv0=[sys.executable, "-c", "from gymctl.cli.ng import ng_collect_rollouts; ng_collect_rollouts()"])
+             "+num_samples_in_parallel=4", f"+head_server.port={port}",
+             argv0=[sys.executable, "-c", "from gymctl.cli.ng import ng_collect_rollouts; ng_collect_rollouts()"])
     assert ng.returncode == 0, ng.stderr
     assert "Collected: 5 rollouts written, 0 failed, 10 already in the output (resumed)" in ng.stdout
     assert pairs(read_rows(out)) == {(t, r) for t in range(5) for r in range(3)}
@@ -84,9 +85,11 @@ def test_broken_lines_are_reported_with_file_and_line_and_the_rest_collected(gym
 
 
 def test_unknown_agent_lists_the_known_ones(gymctl_deployment, tmp_path):
-    res = cli("collect", "--head", gymctl_deployment.head_url, "--agent", "example_single_tool_call_agent", "--input", str(EXAMPLE_DATA), "--output", str(tmp_path / "o.jsonl"))
+    res = cli("collect", "--head", gymctl_deployment.head_url, "--agent", "example_single_tool_call_agent",
+              "--input", str(EXAMPLE_DATA), "--output", str(tmp_path / "o.jsonl"))
     assert res.returncode == 1
-    assert f"UnknownServerError: no server instance named 'example_single_tool_call_agent' is registered; did you mean '{AGENT}'? (known: example_single_tool_call_environment_server, {AGENT})" in res.stderr
+    assert (f"UnknownServerError: no server instance named 'example_single_tool_call_agent' is registered; did you mean '{AGENT}'? "
+            f"(known: example_single_tool_call_environment_server, {AGENT})") in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "o.jsonl").exists()
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 
 from tests.conftest import AGENT, EXAMPLE_CONFIG, REPO, SCRIPTED_CONFIG, example_rows, http_json
-from tests.e2e.test_separated_support import SERVED, cli, separated, wait_until  # noqa: F401
+from tests.e2e.test_separated_support import SERVED, cli, wait_until
 
 HEARTBEAT_S = 1.0
 REGISTERED = {*SERVED[1:], "example_single_tool_call_environment_server"}
@@ -57,9 +57,9 @@ def test_a_server_started_by_hand_joins_and_shows_in_status(separated, tmp_path)
     st = cli("status", "--head", run.head_url, "--expect", "5")
     assert st.returncode == 1 and "4/5 expected healthy" in st.stdout
     env = {**os.environ, "GYMCTL_HEAD_URL": run.head_url}
-    log = open(tmp_path / "by-hand.log", "wb")
-    hand = subprocess.Popen([sys.executable, "-m", "gymctl", "serve", "policy_model", "--config", EXAMPLE_CONFIG, "--config", SCRIPTED_CONFIG],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(tmp_path / "by-hand.log", "wb") as log:  # the child holds its own copy of the descriptor
+        hand = subprocess.Popen([sys.executable, "-m", "gymctl", "serve", "policy_model", "--config", EXAMPLE_CONFIG, "--config", SCRIPTED_CONFIG],
+                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until(lambda: [i for i in run.instances() if i["process_name"] == "policy_model" and i["pid"] == hand.pid], 20, "hand-started server registered")
         st = cli("status", "--head", run.head_url, "--expect", "5")
@@ -72,7 +72,6 @@ def test_a_server_started_by_hand_joins_and_shows_in_status(separated, tmp_path)
     finally:
         hand.send_signal(signal.SIGTERM)
         hand.wait(15)
-        log.close()
     assert hand.returncode == 0
     # It deregistered on the way out: gone at once, not after a lease.
     assert [i["pid"] for i in run.instances() if i["process_name"] == "policy_model"] == [run.pid_of("policy_model")]

@@ -74,8 +74,9 @@ def test_nemo_gym_collector_with_its_default_head_on_11000(tmp_path):
         except OSError:
             pytest.skip("port 11000 is taken on this machine (NeMo Gym's default head port); the free-port test above covers the collector")
     log_path = tmp_path / "run.log"
-    proc = subprocess.Popen([sys.executable, "-m", "gymctl", "run", "-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG], cwd=REPO,
-                            stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log_path, "wb") as log:  # the child holds its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "gymctl", "run", "-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG], cwd=REPO,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     dep = Deployment(proc, "http://127.0.0.1:11000", log_path)
     try:
         deadline = time.monotonic() + 30

@@ -10,11 +10,12 @@ import urllib.request
 import pytest
 
 from bench.upstream_stub import StubThread
-from tests.conftest import AGENT, example_rows, free_port, http_json, start_deployment, stop_deployment
+from tests.conftest import AGENT, example_rows, http_json, start_deployment, stop_deployment
 from tests.nemo_gym_env import VENV, nemo_gym_bin
 
 SECRET = "sk-e2e-SECRET-4242"
-QUICKSTART = "+config_paths=[resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml,responses_api_models/openai_model/configs/openai_model.yaml]"
+QUICKSTART = ("+config_paths=[resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml,"
+              "responses_api_models/openai_model/configs/openai_model.yaml]")
 
 
 @pytest.fixture

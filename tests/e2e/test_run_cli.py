@@ -85,7 +85,8 @@ def test_port_already_in_use_names_it():
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        res = cli("run", "-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG, "--set", f"policy_model.responses_api_models.scripted_model.port={port}", "--set", f"head_server.port={free_port()}")
+        res = cli("run", "-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG, "--set", f"policy_model.responses_api_models.scripted_model.port={port}",
+                  "--set", f"head_server.port={free_port()}")
     assert_user_error(res, "PortInUseError", f"port {port} on 127.0.0.1 is already in use")
     assert "policy_model.responses_api_models.scripted_model.port" in res.stderr
 
@@ -142,10 +143,9 @@ def test_serving_an_alias_points_at_its_agent():
 
 
 def test_status_against_something_that_is_not_a_head(tmp_path):
+    import functools
     import http.server
     import threading
-
-    import functools
 
     (tmp_path / "server_instances").write_text("<html>not a head</html>")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))

@@ -6,11 +6,12 @@ import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import psutil
 
 from tests.conftest import AGENT, example_rows, http_json
-from tests.e2e.test_separated_support import FAST_LEASES, SERVED, cli, separated, stop_separated, wait_until  # noqa: F401
+from tests.e2e.test_separated_support import FAST_LEASES, SERVED, cli, stop_separated, wait_until
 
 
 def test_one_process_per_instance_status_green_and_a_run_scores_1(separated, tmp_path):
@@ -23,7 +24,7 @@ def test_one_process_per_instance_status_green_and_a_run_scores_1(separated, tmp
         assert os.getpgid(pid) == pid and os.getpgid(pid) != os.getpgid(run.proc.pid)
     assert len({run.pid_of(n) for n in SERVED}) == 4
     # In ps, each forked process is named after its instance (comm holds 15 bytes: head~tail).
-    comms = {open(f"/proc/{run.pid_of(n)}/comm").read().strip() for n in SERVED}
+    comms = {Path(f"/proc/{run.pid_of(n)}/comm").read_text().strip() for n in SERVED}
     assert comms == {"head", "example~ol_call", "example~e_agent", "policy_model"}
     # The alias is registered by the agent's process: same pid, same URL.
     items = {i["process_name"]: i for i in run.instances()}

@@ -10,7 +10,7 @@ import time
 import psutil
 
 from tests.conftest import AGENT, free_port
-from tests.e2e.test_separated_support import EXAMPLE_ARGS, cli, separated, start_separated, stop_separated, kill_leftovers, wait_until  # noqa: F401
+from tests.e2e.test_separated_support import EXAMPLE_ARGS, cli, kill_leftovers, start_separated, stop_separated, wait_until
 
 
 def assert_no_traceback(text: str) -> None:

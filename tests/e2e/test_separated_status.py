@@ -12,7 +12,7 @@ import sys
 import time
 
 from tests.conftest import REPO
-from tests.e2e.test_separated_support import cli, separated, wait_until  # noqa: F401
+from tests.e2e.test_separated_support import cli, wait_until
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

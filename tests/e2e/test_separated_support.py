@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -120,10 +121,8 @@ def stop_separated(run: SeparatedRun, sig: int = signal.SIGINT, timeout: float =
 
 def kill_leftovers(run: SeparatedRun) -> None:
     for p in run.leftovers():
-        try:
+        with contextlib.suppress(psutil.Error):
             p.kill()
-        except psutil.Error:
-            pass
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):

@@ -46,7 +46,8 @@ async def register(head_url: str, name: str, port: int) -> None:
         async with client.session.post(head_url + path, json=body) as r:
             return r.status
 
-    reg = Registrar(send, [registration_record(instance=name, server_type="resources_servers", impl="echo", url=f"http://127.0.0.1:{port}", host="127.0.0.1", port=port)], head_url=head_url)
+    record = registration_record(instance=name, server_type="resources_servers", impl="echo", url=f"http://127.0.0.1:{port}", host="127.0.0.1", port=port)
+    reg = Registrar(send, [record], head_url=head_url)
     assert await reg.beat()
     await client.close()
 

@@ -164,7 +164,8 @@ def test_cli_unknown_agent_with_config_starts_in_process_and_lists_agents(capsys
 
 
 def test_cli_head_unreachable_says_how_to_fix(capsys, tmp_path):
-    code, _, err = cli(capsys, "--head", f"http://127.0.0.1:{free_port()}", "--head-wait", "0.3", "--agent", AGENT, "--input", str(EXAMPLE_DATA), "--output", str(tmp_path / "o.jsonl"))
+    code, _, err = cli(capsys, "--head", f"http://127.0.0.1:{free_port()}", "--head-wait", "0.3",
+                       "--agent", AGENT, "--input", str(EXAMPLE_DATA), "--output", str(tmp_path / "o.jsonl"))
     assert code == 1 and "HeadUnreachableError: head at http://127.0.0.1:" in err and "pass --head URL" in err
 
 

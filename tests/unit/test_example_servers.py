@@ -61,7 +61,8 @@ async def test_tool_errors_go_back_to_the_model_as_output(deployment):
     assert outputs and "404" in outputs[0]["output"]
     assert out["reward"] == 0.0
     # Arguments that do not fit the tool: 422 from the tool, returned to the model as well.
-    row = {"responses_create_params": {"input": "x", "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {"town": {"type": "string"}}}}]}}
+    tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {"town": {"type": "string"}}}}
+    row = {"responses_create_params": {"input": "x", "tools": [tool]}}
     out = (await client.post(AGENT, "/run", json=row)).json()
     outputs = [i for i in out["response"]["output"] if i["type"] == "function_call_output"]
     assert "422" in outputs[0]["output"] and out["reward"] == 1.0
@@ -120,7 +121,7 @@ async def test_in_process_calls_honour_the_timeout():
         return {}
 
     client = ServerClient(None, local={"slow": app})
-    with pytest.raises(ServerError, match="timed out after 0.2 s"):
+    with pytest.raises(ServerError, match=r"timed out after 0.2 s"):
         await client.post("slow", "/slow", json={}, timeout=0.2)
 
 
@@ -148,7 +149,7 @@ async def test_a_server_config_error_is_reported_before_any_port_is_bound(tmp_pa
     bad.write_text("policy_model:\n  responses_api_models:\n    scripted_model: {entrypoint: app.py, model_name: [not, a, string]}\n")
     cfg = load_config([str(bad)], cwd=REPO)
     cfg.head_port = free_port()
-    with pytest.raises(ConfigError, match="policy_model.responses_api_models.scripted_model.model_name"):
+    with pytest.raises(ConfigError, match=r"policy_model.responses_api_models.scripted_model.model_name"):
         await inprocess.start(cfg)
     import socket as socketlib
 

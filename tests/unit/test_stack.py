@@ -119,7 +119,7 @@ def test_taken_published_port_is_named_before_anything_starts(fake, tmp_path):
 def test_port_lost_to_a_race_during_compose_up_is_still_a_port_error(fake, tmp_path):
     fake.fail_up("Error response from daemon: Bind for 127.0.0.1:11000 failed: port is already allocated")
     fake.behave("head", starting_reads=10_000)
-    with pytest.raises(PortInUseError, match="port 11000 on 127.0.0.1 is already in use"):
+    with pytest.raises(PortInUseError, match=r"port 11000 on 127.0.0.1 is already in use"):
         stack_for(rendered_example(), tmp_path, fake).up(rendered_example(), timeout_s=5)
 
 

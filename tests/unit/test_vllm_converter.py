@@ -205,7 +205,7 @@ def test_generation_ids_come_from_token_id_logprobs_and_bad_ones_are_named():
     assert rep.generation_from_logprobs(choice) == ([11, 12], [-1.0, 0.0])
     with pytest.raises(rep.MalformedReplyError, match=r"content\[0\]\.token is 'hello', not 'token_id:<n>'"):
         rep.generation_from_logprobs({"logprobs": {"content": [{"token": "hello", "logprob": -1}]}})
-    with pytest.raises(rep.MalformedReplyError, match="choices\\[0\\].logprobs is None"):
+    with pytest.raises(rep.MalformedReplyError, match=r"choices\[0\].logprobs is None"):
         rep.generation_from_logprobs({"logprobs": None})
     assert rep.inline_token_ids({"prompt_token_ids": [1]}, {"token_ids": [2]}) == ([1], [2])
     with pytest.raises(rep.MalformedReplyError, match="only one of"):

@@ -61,5 +61,5 @@ def test_converter_matches_nemo_gym_round_trip_fixture(expected_key, token_ids):
     chat = req.responses_to_chat({"input": items}, req.ConvertOptions(reasoning="think_tags", token_ids=token_ids))
     expected = data[expected_key]["messages"]
     assert len(chat["messages"]) == len(expected)
-    for i, (got, want) in enumerate(zip(chat["messages"], expected)):
+    for i, (got, want) in enumerate(zip(chat["messages"], expected, strict=True)):
         assert got == want, f"message {i} differs"

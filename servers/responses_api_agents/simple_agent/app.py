@@ -102,7 +102,9 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
         params = row.get("responses_create_params") if isinstance(row, dict) else None
         if not isinstance(params, dict):
             # Checked by hand, not by a pydantic model: the row is passed on untouched, so no copy of it is made.
-            raise HTTPException(status_code=422, detail=[{"loc": ["body", "responses_create_params"], "msg": "Field required: a task row needs responses_create_params (a JSON object)", "type": "missing"}])
+            raise HTTPException(status_code=422, detail=[{"loc": ["body", "responses_create_params"],
+                                                          "msg": "Field required: a task row needs responses_create_params (a JSON object)",
+                                                          "type": "missing"}])
         seed = await client.post(resources_name, "/seed_session", json=row)
         if not seed.ok:
             raise HTTPException(status_code=502, detail=f"{resources_name} /seed_session answered {seed.status}: {seed.body[:300].decode(errors='replace')}")

@@ -54,7 +54,8 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
                 async with kit.session.post(url, data=data, headers=headers, timeout=timeout) as r:
                     payload = await r.read()
                     if r.status in (401, 403):
-                        raise HTTPException(status_code=502, detail=f"upstream {url} refused the API key ({r.status}): {payload[:300].decode(errors='replace')}; check policy_api_key")
+                        raise HTTPException(status_code=502, detail=f"upstream {url} refused the API key ({r.status}): "
+                                                                    f"{payload[:300].decode(errors='replace')}; check policy_api_key")
                     if r.status in RETRY_STATUSES:
                         last = f"HTTP {r.status}: {payload[:200].decode(errors='replace')}"
                         continue
@@ -65,7 +66,7 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
                             last = "malformed JSON from upstream"
                             continue
                     return Response(payload, status_code=r.status, media_type="application/json")
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 last = f"{type(e).__name__}: {e}"
         raise HTTPException(status_code=502, detail=f"upstream {url} failed after {config.max_retries + 1} attempts: {last}")
 

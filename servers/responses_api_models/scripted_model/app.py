@@ -54,7 +54,8 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
             cid = policy.call_id_for(name, rid)
             output.append({"type": "function_call", "id": f"fc_{cid[5:]}", "call_id": cid, "name": name, "arguments": orjson.dumps(args).decode(), "status": "completed"})
         if answer is not None:
-            output.append({"type": "message", "id": f"msg_{rid}", "role": "assistant", "status": "completed", "content": [{"type": "output_text", "text": answer, "annotations": []}]})
+            output.append({"type": "message", "id": f"msg_{rid}", "role": "assistant", "status": "completed",
+                           "content": [{"type": "output_text", "text": answer, "annotations": []}]})
         in_tokens = sum(_words(policy.text_of(i.get("content")) or str(i.get("output", ""))) for i in items)
         out_tokens = _words(answer or "") + 8 * len(calls)
         return {

@@ -23,7 +23,7 @@ def last_user_text(items: list[dict[str, Any]]) -> str:
 
 def value_for(schema: dict[str, Any], text: str) -> Any:
     """A value that satisfies a JSON schema; string fields take the user's last message."""
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     kind = schema.get("type")
     if isinstance(kind, list):

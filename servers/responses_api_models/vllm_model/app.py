@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gymctl.server import ServerKit, load_sibling, new_app
 
-
 # every server dir holds its own files; they load by path, uniquely named
 convert_request = load_sibling(__file__, __name__, "convert_request")
 convert_reply = load_sibling(__file__, __name__, "convert_reply")
