@@ -7,6 +7,7 @@
     +-- HeadUnreachableError     the head did not answer (.url .waited_s)
     +-- ServerError              a server answered with an error or not at all (.server .status)
     |   +-- UnknownServerError   no instance of that name is registered (.known)
+    |   +-- ReplicaLostError     the replica serving a call was lost mid-call (.url)
     +-- PortInUseError           a port gymctl must bind is taken (.host .port .owner)
     +-- StartupError             a server or child process failed to start (.instance .log_tail .process_exit_code)
     +-- NotReadyError            a deployment did not become ready in time (.service .status .log_tail)
@@ -98,6 +99,14 @@ class UnknownServerError(ServerError):
         msg += f" (known: {', '.join(sorted(known)) or 'none'})"
         super().__init__(msg, server=name, status=404)
         self.known = known
+
+
+class ReplicaLostError(ServerError):
+    """A call was in flight to a replica whose lease expired (or whose connection broke) and could not fail over."""
+
+    def __init__(self, name: str, url: str, detail: str) -> None:
+        super().__init__(f"{name} at {url} was lost mid-call ({detail}); a rerun of the collection retries it", server=name, status=503)
+        self.url = url
 
 
 class PortInUseError(GymctlError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 from typing import Any
@@ -14,6 +13,7 @@ import orjson
 
 from gymctl.errors import (
     HeadUnreachableError,
+    ReplicaLostError,
     ServerError,
     UnknownServerError,
     WaitTimeoutError,
@@ -22,65 +22,16 @@ from gymctl.polling import poll_until
 from gymctl.retry import RetryPolicy
 from gymctl.server.asgi_dispatch import ASGIApp, asgi_request
 from gymctl.server.auth import auth_headers
+from gymctl.server.pool import Pool
+from gymctl.server.response import ServerResponse, cookie_header, new_session, parse_set_cookies
 
 log = logging.getLogger("gymctl.client")
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
+__all__ = ["ServerClient", "ServerResponse", "new_session"]
 # Connection failures worth another try: the request never reached a server.
 _RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionResetError)
 _HEAD_BACKOFF = RetryPolicy(first_s=0.1, factor=2.0, max_s=1.0)  # while waiting for the head to answer
-
-
-class ServerResponse:
-    """A reply from another server: status, body bytes, headers, and the cookies it set."""
-
-    __slots__ = ("body", "cookies", "headers", "path", "server", "status")
-
-    def __init__(self, status: int, body: bytes, headers: dict[str, str], cookies: dict[str, str], server: str, path: str) -> None:
-        self.status = status
-        self.body = body
-        self.headers = headers
-        self.cookies = cookies
-        self.server = server
-        self.path = path
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-    def raise_for_status(self) -> ServerResponse:
-        if not self.ok:
-            text = self.body[:500].decode(errors="replace")
-            raise ServerError(f"{self.server} {self.path} answered {self.status}: {text}", server=self.server, status=self.status)
-        return self
-
-
-def new_session(limit: int = 0) -> aiohttp.ClientSession:
-    """One pooled keep-alive session; no shared cookie jar (cookies travel per rollout, explicitly)."""
-    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300, keepalive_timeout=30, enable_cleanup_closed=True)
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-        json_serialize=lambda o: orjson.dumps(o).decode(),
-    )
-
-
-def _parse_set_cookies(values: list[str]) -> dict[str, str]:
-    out = {}
-    for v in values:
-        pair = v.split(";", 1)[0]
-        if "=" in pair:
-            k, _, val = pair.partition("=")
-            out[k.strip()] = val.strip().strip('"')
-    return out
-
-
-def _cookie_header(cookies: dict[str, str]) -> str:
-    return "; ".join(f"{k}={v}" for k, v in cookies.items())
 
 
 class ServerClient:
@@ -104,18 +55,26 @@ class ServerClient:
         retry_window_s: float = 10.0,
         head_wait_s: float = 10.0,
         session: aiohttp.ClientSession | None = None,
+        watch_s: float = 1.0,
+        down_s: float = 6.0,
     ) -> None:
         self.head_url = head_url.rstrip("/") if head_url else None
         self.token = token
         self.local: dict[str, ASGIApp] = local if local is not None else {}
         self.routes: dict[str, list[str]] = dict(routes or {})
+        self.pools: dict[str, Pool] = {}
+        self.down_s = down_s  # a replica whose connection failed is skipped this long (the head's lease)
+        self.watch_s = watch_s  # while calls are in flight, the head's leases are re-read this often
+        for name, urls in self.routes.items():
+            self._pool(name).update(urls, [])
+        self._inflight = 0
+        self._watch: asyncio.Task[None] | None = None
         self.use_host_url = use_host_url
         # Built once: the request path reads it only after a failure (no allocation per request).
         self.retry = RetryPolicy(retries=retries, first_s=0.1, factor=2.0, max_s=1.0, window_s=retry_window_s)
         self.head_wait_s = head_wait_s
         self._session = session
         self._own_session = session is None
-        self._rr = itertools.count()
         self._refresh_lock = asyncio.Lock()
         self._refreshed_at = 0.0
         self._auth = auth_headers(token)
@@ -129,6 +88,9 @@ class ServerClient:
         return self._session
 
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self._session is not None and self._own_session:
             await self._session.close()
         self._session = None
@@ -187,32 +149,61 @@ class ServerClient:
                     bucket = healthy if item.get("status", "healthy") == "healthy" else expired
                     bucket.setdefault(item["process_name"], []).append(url.rstrip("/"))
             self.routes = {**expired, **healthy}
+            for name in {*self.pools, *self.routes}:
+                self._pool(name).update(healthy.get(name, []), expired.get(name, []))
 
-    async def resolve(self, server_name: str, *, refresh: bool = False, failed_at: float | None = None) -> str:
-        """The base URL of one instance of `server_name` (round-robin over replicas)."""
-        urls = self.routes.get(server_name)
-        if refresh or not urls:
+    def _pool(self, name: str) -> Pool:
+        pool = self.pools.get(name)
+        if pool is None:
+            pool = self.pools[name] = Pool(name, down_s=self.down_s)
+        return pool
+
+    async def _watch_leases(self) -> None:
+        """While calls are in flight, re-read the head: a replica whose lease expired has its calls cancelled."""
+        try:
+            while self._inflight > 0:
+                await asyncio.sleep(self.watch_s)
+                with contextlib.suppress(HeadUnreachableError, ServerError):
+                    await self.refresh()
+        finally:
+            self._watch = None
+
+    async def resolve(self, server_name: str, *, refresh: bool = False, failed_at: float | None = None, affinity: str | None = None) -> str:
+        """The base URL of one replica of `server_name` (least in flight; the same one again for one `affinity`)."""
+        return (await self._resolve(server_name, refresh=refresh, failed_at=failed_at)).pick(affinity).url
+
+    async def _resolve(self, server_name: str, *, refresh: bool = False, failed_at: float | None = None) -> Pool:
+        pool = self.pools.get(server_name)
+        if refresh or pool is None or not pool.replicas:
             try:
                 await self.refresh(unless_newer_than=failed_at)
             except HeadUnreachableError:
-                if not urls:
+                if pool is None or not pool.replicas:
                     raise
-            urls = self.routes.get(server_name)
-            if not urls:
+            pool = self.pools.get(server_name)
+            if pool is None or not pool.replicas:
                 raise UnknownServerError(server_name, sorted(self.routes))
-        return urls[0] if len(urls) == 1 else urls[next(self._rr) % len(urls)]
+        return pool
 
     # -- requests --------------------------------------------------------------------------
-    async def post(self, server_name: str, path: str, json: Any = None, *, cookies: dict[str, str] | None = None, timeout: float | None = None) -> ServerResponse:
-        """POST JSON to `server_name` at `path`."""
-        return await self.request("POST", server_name, path, json=json, cookies=cookies, timeout=timeout)
+    async def post(
+        self, server_name: str, path: str, json: Any = None, *, cookies: dict[str, str] | None = None, timeout: float | None = None, affinity: str | None = None,
+    ) -> ServerResponse:
+        """POST JSON to `server_name` at `path`; calls with one `affinity` (a rollout's id) stay on one replica."""
+        return await self.request("POST", server_name, path, json=json, cookies=cookies, timeout=timeout, affinity=affinity)
 
-    async def get(self, server_name: str, path: str, *, cookies: dict[str, str] | None = None, timeout: float | None = None) -> ServerResponse:
-        return await self.request("GET", server_name, path, cookies=cookies, timeout=timeout)
+    async def get(
+        self, server_name: str, path: str, *, cookies: dict[str, str] | None = None, timeout: float | None = None, affinity: str | None = None,
+    ) -> ServerResponse:
+        return await self.request("GET", server_name, path, cookies=cookies, timeout=timeout, affinity=affinity)
 
     async def request(
-        self, method: str, server_name: str, path: str, *, json: Any = None, cookies: dict[str, str] | None = None, timeout: float | None = None,
+        self, method: str, server_name: str, path: str, *,
+        json: Any = None, cookies: dict[str, str] | None = None, timeout: float | None = None, affinity: str | None = None,
     ) -> ServerResponse:
+        """One call. Sticky key: `affinity`, else the cookies (a resources server's session). A replica whose
+        connection fails is skipped; one whose lease expires mid-call has the call cancelled: it fails over when
+        the call carries no session cookies, else raises ReplicaLostError."""
         body = orjson.dumps(json) if json is not None else b""
         app = self.local.get(server_name)
         if app is not None:
@@ -223,40 +214,66 @@ class ServerClient:
                 return await asyncio.wait_for(call, timeout)
             except TimeoutError:
                 raise ServerError(f"{server_name} {path} timed out after {timeout} s", server=server_name) from None
-        url = await self.resolve(server_name)
-        headers = {**self._headers, "Cookie": _cookie_header(cookies)} if cookies else self._headers
+        pool = await self._resolve(server_name)
+        cookie = cookie_header(cookies) if cookies else None
+        headers = {**self._headers, "Cookie": cookie} if cookie else self._headers
+        key = affinity or cookie
         ctimeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
+        task = asyncio.current_task()
         attempt = 0
         started = time.monotonic()
         while True:
+            replica = pool.pick(key)
+            failed: BaseException | None = None
+            replica.inflight += 1
+            self._inflight += 1
+            if task is not None:
+                replica.tasks.add(task)
+            if self._watch is None and self.head_url:
+                self._watch = asyncio.get_running_loop().create_task(self._watch_leases())
             try:
-                async with self.session.request(method, url + path, data=body or None, headers=headers, timeout=ctimeout) as r:
+                async with self.session.request(method, replica.url + path, data=body or None, headers=headers, timeout=ctimeout) as r:
                     data = await r.read()
-                    return ServerResponse(
-                        r.status, data, dict(r.headers),
-                        _parse_set_cookies(r.headers.getall("Set-Cookie", [])), server_name, path,
-                    )
+                    return ServerResponse(r.status, data, dict(r.headers), parse_set_cookies(r.headers.getall("Set-Cookie", [])), server_name, path)
             except _RETRYABLE as e:
+                pool.mark_down(replica)
+                failed = e
+            except asyncio.CancelledError:
+                if task is None or task not in replica.cancelled:
+                    raise
+                replica.cancelled.discard(task)
+                if task.uncancel() > 0:  # the caller cancelled too
+                    raise
                 attempt += 1
-                waited = time.monotonic() - started
-                # A refused connection never reached the server: keep trying through a restart (retry.window_s).
-                # A connection lost mid-request gets only `retry.retries` more tries.
-                if not self.retry.allows(attempt, waited, in_window=isinstance(e, aiohttp.ClientConnectorError)):
-                    raise ServerError(
-                        f"{server_name} at {url} unreachable after {attempt} attempts over {waited:.1f} s: {type(e).__name__}: {e}",
-                        server=server_name,
-                    ) from None
-                failed_at = time.monotonic()
-                await asyncio.sleep(self.retry.delay(attempt))
-                with contextlib.suppress(HeadUnreachableError, UnknownServerError):  # keep the cached route; the head may be restarting
-                    url = await self.resolve(server_name, refresh=True, failed_at=failed_at)
+                if cookies or attempt > self.retry.retries or not pool.eligible_besides(replica):
+                    raise ReplicaLostError(server_name, replica.url, "its lease at the head expired") from None
+                continue
             except TimeoutError:
                 raise ServerError(f"{server_name} {path} timed out after {timeout} s", server=server_name) from None
+            finally:
+                replica.inflight -= 1
+                self._inflight -= 1
+                if task is not None:
+                    replica.tasks.discard(task)
+            attempt += 1
+            waited = time.monotonic() - started
+            # A refused connection never reached the server: keep trying through a restart (retry.window_s).
+            # A connection lost mid-request gets only `retry.retries` more tries.
+            if not self.retry.allows(attempt, waited, in_window=isinstance(failed, aiohttp.ClientConnectorError)):
+                raise ServerError(
+                    f"{server_name} at {replica.url} unreachable after {attempt} attempts over {waited:.1f} s: {type(failed).__name__}: {failed}",
+                    server=server_name,
+                ) from None
+            failed_at = time.monotonic()
+            if not pool.eligible_besides(replica):  # another replica takes it at once; else wait for a restart
+                await asyncio.sleep(self.retry.delay(attempt))
+            with contextlib.suppress(HeadUnreachableError, UnknownServerError):  # keep the cached routes; the head may be restarting
+                pool = await self._resolve(server_name, refresh=True, failed_at=failed_at)
 
     async def _local(self, app: ASGIApp, method: str, server_name: str, path: str, body: bytes, cookies: dict[str, str] | None) -> ServerResponse:
         raw = [(b"content-type", b"application/json"), *self._auth_raw]
         if cookies:
-            raw.append((b"cookie", _cookie_header(cookies).encode()))
+            raw.append((b"cookie", cookie_header(cookies).encode()))
         path_only, _, query = path.partition("?")
         status, headers, data = await asgi_request(app, method, path_only, body, raw, query.encode())
         hdrs: dict[str, str] = {}
@@ -267,4 +284,4 @@ class ServerClient:
                 set_cookies.append(v.decode())
             else:
                 hdrs[name] = v.decode()
-        return ServerResponse(status, data, hdrs, _parse_set_cookies(set_cookies), server_name, path)
+        return ServerResponse(status, data, hdrs, parse_set_cookies(set_cookies), server_name, path)

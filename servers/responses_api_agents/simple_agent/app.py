@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import orjson
@@ -46,7 +47,9 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
     model_name = config.model_server.name
     resources_name = config.resources_server.name
 
-    async def loop(params: dict[str, Any], cookies: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    rollouts = itertools.count()  # one affinity key per rollout: its calls stay on the replicas that seeded it
+
+    async def loop(params: dict[str, Any], cookies: dict[str, str], affinity: str) -> tuple[dict[str, Any], dict[str, str]]:
         """Call the model with input + outputs so far; run each function call; stop on no call or max_steps."""
         base_input = _as_input_list(params.get("input"))
         new_outputs: list[dict[str, Any]] = []
@@ -55,7 +58,7 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
         usage_total: dict[str, int] = {}
         for step in range(1, config.max_steps + 1):
             body = {**params, "input": base_input + new_outputs}
-            r = await client.post(model_name, "/v1/responses", json=body, cookies=model_cookies or None, timeout=config.model_timeout_s)
+            r = await client.post(model_name, "/v1/responses", json=body, cookies=model_cookies or None, timeout=config.model_timeout_s, affinity=affinity)
             if r.status != 200:
                 raise HTTPException(status_code=502, detail=f"model server {model_name} answered {r.status}: {r.body[:500].decode(errors='replace')}")
             model_cookies.update(r.cookies)
@@ -76,7 +79,7 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
                     text = orjson.dumps({"error": f"arguments are not valid JSON: {e}"}).decode()
                 else:
                     try:
-                        tr = await client.post(resources_name, f"/{name}", json=args, cookies=cookies or None)
+                        tr = await client.post(resources_name, f"/{name}", json=args, cookies=cookies or None, affinity=affinity)
                         cookies.update(tr.cookies)
                         text = _tool_output(tr.status, tr.body)
                     except GymctlError as e:
@@ -93,7 +96,7 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
     @router.post("/v1/responses")
     async def responses(request: Request) -> dict[str, Any]:
         params = await _json_body(request)
-        response, _ = await loop(params, dict(request.cookies))
+        response, _ = await loop(params, dict(request.cookies), request.headers.get("cookie") or f"r{next(rollouts)}")
         return response
 
     @router.post("/run")
@@ -105,12 +108,13 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
             raise HTTPException(status_code=422, detail=[{"loc": ["body", "responses_create_params"],
                                                           "msg": "Field required: a task row needs responses_create_params (a JSON object)",
                                                           "type": "missing"}])
-        seed = await client.post(resources_name, "/seed_session", json=row)
+        affinity = f"r{next(rollouts)}"
+        seed = await client.post(resources_name, "/seed_session", json=row, affinity=affinity)
         if not seed.ok:
             raise HTTPException(status_code=502, detail=f"{resources_name} /seed_session answered {seed.status}: {seed.body[:300].decode(errors='replace')}")
         cookies = dict(seed.cookies)
-        response, cookies = await loop(params, cookies)
-        verify = await client.post(resources_name, "/verify", json={**row, "response": response}, cookies=cookies or None)
+        response, cookies = await loop(params, cookies, affinity)
+        verify = await client.post(resources_name, "/verify", json={**row, "response": response}, cookies=cookies or None, affinity=affinity)
         if not verify.ok:
             raise HTTPException(status_code=502, detail=f"{resources_name} /verify answered {verify.status}: {verify.body[:300].decode(errors='replace')}")
         return Response(verify.body, media_type="application/json")

@@ -1,0 +1,62 @@
+"""A server's reply, cookie helpers and the pooled HTTP session every ServerClient uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gymctl.errors import ServerError
+
+
+class ServerResponse:
+    """A reply from another server: status, body bytes, headers, and the cookies it set."""
+
+    __slots__ = ("body", "cookies", "headers", "path", "server", "status")
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str], cookies: dict[str, str], server: str, path: str) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers
+        self.cookies = cookies
+        self.server = server
+        self.path = path
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+    def raise_for_status(self) -> ServerResponse:
+        if not self.ok:
+            text = self.body[:500].decode(errors="replace")
+            raise ServerError(f"{self.server} {self.path} answered {self.status}: {text}", server=self.server, status=self.status)
+        return self
+
+
+def new_session(limit: int = 0) -> aiohttp.ClientSession:
+    """One pooled keep-alive session; no shared cookie jar (cookies travel per rollout, explicitly)."""
+    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300, keepalive_timeout=30, enable_cleanup_closed=True)
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        json_serialize=lambda o: orjson.dumps(o).decode(),
+    )
+
+
+def parse_set_cookies(values: list[str]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        pair = v.split(";", 1)[0]
+        if "=" in pair:
+            k, _, val = pair.partition("=")
+            out[k.strip()] = val.strip().strip('"')
+    return out
+
+
+def cookie_header(cookies: dict[str, str]) -> str:
+    return "; ".join(f"{k}={v}" for k, v in cookies.items())
