@@ -16,4 +16,7 @@ if [ "${GYMCTL_SKIP_NEMO_GYM:-0}" != 1 ]; then
     exit 1
   fi
 fi
+# Lint before the tests: ruff on the whole tree, mypy (strict) on gymctl/; both configured in pyproject.toml.
+ruff check --quiet gymctl servers tests bench setup.py || { echo "test.sh: ruff found problems (above)" >&2; exit 1; }
+mypy || { echo "test.sh: mypy found problems (above)" >&2; exit 1; }
 exec python -m pytest tests "$@"
