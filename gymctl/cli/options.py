@@ -61,6 +61,9 @@ ServeLogLevelOpt = Annotated[
                  help=_LOG_LEVEL_HELP + " Default: GYMCTL_LOG_LEVEL, else warning."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (messages stay on stderr).")]
+ContextOpt = Annotated[str | None, typer.Option(
+    "--context", show_default=False,
+    help="Docker context to act on (docker context ls; the lab's: gymctl-lab, gymctl-lab-node<i>). Default: the current one.")]
 
 # The same options on a verb that does not need them (down, ps, ...): accepted, ignored, and said so.
 IgnoredConfigOpt = Annotated[list[str] | None, typer.Option("--config", "-c", help=f"{UP_ONLY} (the stack is found by --project)")]

@@ -1,0 +1,70 @@
+"""Docker contexts: create and remove them (the lab's), and resolve `--context NAME` to an engine endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from gymctl.docker.cli import run
+from gymctl.errors import DockerError, UsageError, did_you_mean
+
+
+def context_names() -> list[str]:
+    """Every Docker context's name."""
+    out = run(["docker", "context", "ls", "--format", "{{json .}}"]).stdout.decode()
+    return [json.loads(line)["Name"] for line in out.splitlines() if line.strip()]
+
+
+def context_host(name: str) -> str:
+    """The engine endpoint (`unix://...`, `tcp://...`) a context points at; UsageError naming the known ones otherwise."""
+    try:
+        out = run(["docker", "context", "inspect", name]).stdout.decode()
+    except DockerError:
+        known = context_names()
+        raise UsageError(f"no Docker context {name!r} (contexts: {', '.join(known)}){did_you_mean(name, known)}; "
+                         "`docker context ls` lists them, `gymctl cluster create` makes the lab's") from None
+    data = json.loads(out)[0]
+    host = (data.get("Endpoints") or {}).get("docker", {}).get("Host")
+    if not host:
+        raise UsageError(f"Docker context {name!r} has no docker endpoint")
+    return str(host)
+
+
+def create_context(name: str, host: str, description: str) -> None:
+    """`docker context create NAME --docker host=HOST` (an existing one of that name is replaced)."""
+    remove_contexts([name])
+    run(["docker", "context", "create", name, "--description", description, "--docker", f"host={host}"])
+
+
+def remove_contexts(names: list[str]) -> list[str]:
+    """Remove the named contexts that exist (the current one too: Docker falls back to default); returns those removed."""
+    present = [n for n in names if n in context_names()]
+    if present:
+        run(["docker", "context", "rm", "--force", *present])
+    return present
+
+
+def sdk_client(context: str | None) -> Any:
+    """A Docker SDK client for `context` (None: the current one, as DOCKER_HOST/DOCKER_CONTEXT say)."""
+    from gymctl.docker.cli import engine_client
+
+    if context is None:
+        return engine_client()
+    import docker
+    from docker.errors import DockerException
+
+    host = context_host(context)
+    try:
+        client = docker.DockerClient(base_url=host, timeout=120)
+        client.ping()
+    except DockerException as e:
+        raise DockerError(f"the engine of context {context!r} ({host}) does not answer: {str(e).split('(')[0].strip()}") from None
+    return client
+
+
+def context_env(context: str | None) -> dict[str, str]:
+    """The environment a `docker` CLI call needs to act on `context` ({} for the current one)."""
+    if context is None:
+        return {}
+    return {"DOCKER_CONTEXT": context, "DOCKER_HOST": ""} if "DOCKER_HOST" in os.environ else {"DOCKER_CONTEXT": context}

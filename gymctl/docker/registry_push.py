@@ -1,0 +1,54 @@
+"""`gymctl push`: tag the server images for a registry and push them (the engine pushes to a loopback registry without TLS)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gymctl.errors import DockerError, UsageError
+
+
+@dataclass
+class PushedImage:
+    image: str  # the local tag, gymctl/<impl>:latest
+    remote: str  # REGISTRY/gymctl/<impl>:latest
+    digest: str
+    seconds: float
+
+
+def remote_tag(registry: str, image: str) -> str:
+    """`127.0.0.1:5000` + `gymctl/x:latest` -> `127.0.0.1:5000/gymctl/x:latest`."""
+    if not registry or "/" in registry.strip("/") or registry.startswith(("http://", "https://")):
+        raise UsageError(f"--registry {registry!r}: give HOST:PORT (e.g. 127.0.0.1:5000), no scheme or path")
+    return f"{registry.strip('/')}/{image}"
+
+
+def push_images(client: Any, images: list[str], registry: str, *, progress: Callable[[str], None] = lambda _m: None) -> list[PushedImage]:
+    """Tag each local image under `registry` and push it; the digest the registry answered for each."""
+    from docker.errors import APIError, ImageNotFound
+
+    out = []
+    for image in dict.fromkeys(images):
+        t0 = time.monotonic()
+        remote = remote_tag(registry, image)
+        try:
+            client.images.get(image).tag(remote)
+        except ImageNotFound:
+            raise DockerError(f"image {image} is not in the engine; build it first with `gymctl build -c ...`") from None
+        repo, _, tag = remote.rpartition(":")
+        progress(f"{remote}: pushing")
+        digest, error = "", ""
+        try:
+            for chunk in client.api.push(repo, tag=tag, stream=True, decode=True):
+                error = error or (chunk.get("errorDetail") or {}).get("message") or chunk.get("error") or ""
+                digest = (chunk.get("aux") or {}).get("Digest") or digest
+        except APIError as e:
+            error = str(e.explanation or e)
+        if error or not digest:
+            raise DockerError(f"pushing {remote} failed: {error or 'the registry gave no digest'}; is the registry up "
+                              f"(`curl http://{registry}/v2/`, `gymctl cluster ls`)?", argv=["docker", "push", remote], stderr=error)
+        out.append(PushedImage(image, remote, digest, time.monotonic() - t0))
+        progress(f"{remote}: {digest}")
+    return out
