@@ -159,12 +159,15 @@ class ServerClient:
         return pool
 
     async def _watch_leases(self) -> None:
-        """While calls are in flight, re-read the head: a replica whose lease expired has its calls cancelled."""
+        """While calls are made, re-read the head every `watch_s`: replicas that joined get calls, and one whose
+        lease expired has its calls in flight cancelled."""
         try:
-            while self._inflight > 0:
+            while True:
                 await asyncio.sleep(self.watch_s)
                 with contextlib.suppress(HeadUnreachableError, ServerError):
-                    await self.refresh()
+                    await self.refresh(unless_newer_than=time.monotonic() - self.watch_s)
+                if self._inflight == 0:
+                    return
         finally:
             self._watch = None
 
@@ -214,7 +217,9 @@ class ServerClient:
                 return await asyncio.wait_for(call, timeout)
             except TimeoutError:
                 raise ServerError(f"{server_name} {path} timed out after {timeout} s", server=server_name) from None
-        pool = await self._resolve(server_name)
+        pool = self.pools.get(server_name)
+        if pool is None or not pool.replicas:
+            pool = await self._resolve(server_name)
         cookie = cookie_header(cookies) if cookies else None
         headers = {**self._headers, "Cookie": cookie} if cookie else self._headers
         key = affinity or cookie
