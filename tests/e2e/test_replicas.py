@@ -46,11 +46,11 @@ def rollouts_seen(stub: StubThread) -> dict[str, int]:
 def test_a_rollouts_model_calls_stay_on_one_replica_and_rollouts_spread_over_both(tmp_path):
     with StubThread() as one, StubThread() as two:
         dep = start_deployment([*upstream_args(one.url), "--topology", "separated"], tmp_path, env={"GYMCTL_HEARTBEAT_S": "0.5", "GYMCTL_LEASE_S": "2"})
-        log = open(tmp_path / "replica2.log", "wb")
-        second = subprocess.Popen(
-            [sys.executable, "-m", "gymctl", "serve", "policy_model", *upstream_args(two.url), "--head", dep.head_url, "--port", str(free_port())],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GYMCTL_HEARTBEAT_S": "0.5"}, start_new_session=True,
-        )
+        with open(tmp_path / "replica2.log", "wb") as log:  # the child keeps its own descriptor
+            second = subprocess.Popen(
+                [sys.executable, "-m", "gymctl", "serve", "policy_model", *upstream_args(two.url), "--head", dep.head_url, "--port", str(free_port())],
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GYMCTL_HEARTBEAT_S": "0.5"}, start_new_session=True,
+            )
         try:
             deadline = time.monotonic() + 30
             while healthy_replicas(dep.head_url) < 2:
@@ -74,5 +74,4 @@ def test_a_rollouts_model_calls_stay_on_one_replica_and_rollouts_spread_over_bot
             except subprocess.TimeoutExpired:
                 os.killpg(second.pid, signal.SIGKILL)
                 second.wait()
-            log.close()
             stop_deployment(dep)
