@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from gymctl.docker.backend import use_backend
 from gymctl.docker.fake import FakeBackend
 from tests.conftest import EXAMPLE_CONFIG, SCRIPTED_CONFIG
 from tests.unit.cli_runner import invoke
@@ -15,10 +14,8 @@ UP_ARGS = ["-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG, "-t", "separated", "-p",
 
 
 @pytest.fixture
-def fake(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # up writes .gymctl/stacks/<project>/ under the working directory
-    with use_backend(FakeBackend()) as backend:
-        yield backend
+def fake(fake_stack: FakeBackend) -> FakeBackend:
+    return fake_stack
 
 
 def test_up_then_every_verb_with_ups_command_line(fake):

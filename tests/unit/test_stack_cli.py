@@ -7,7 +7,6 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from gymctl.docker.backend import use_backend
 from gymctl.docker.fake import FakeBackend
 from tests.conftest import EXAMPLE_CONFIG, SCRIPTED_CONFIG
 
@@ -31,10 +30,8 @@ def gymctl(*args: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-def fake(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # up writes .gymctl/stacks/<project>/ under the working directory
-    with use_backend(FakeBackend()) as backend:
-        yield backend
+def fake(fake_stack: FakeBackend) -> FakeBackend:
+    return fake_stack
 
 
 def test_up_with_a_crashing_container_names_it_with_exit_code_and_logs(fake):
