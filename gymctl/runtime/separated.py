@@ -106,17 +106,38 @@ def check_port_free(host: str, port: int, owner: str) -> None:
 
 
 def build_children(cfg: GymConfig, config_args: ConfigArgs, *, log_dir: str | None, log_level: str, sink: OutputSink) -> list[Child]:
-    """The head first, then one child per instance that is not an alias (an agent serves its aliases)."""
-    names = ["head", *(n for n, s in cfg.instances.items() if not s.alias_of)]
+    """The head first, then one child per instance that is not an alias (an agent serves its aliases), and one
+    more per extra replica (`gymctl.instances.NAME.replicas`: children `NAME#2` ..., same name at the head)."""
     env = child_env(cfg.head_url)
     logs = Path(log_dir) if log_dir else None
     if logs is not None:
         logs.mkdir(parents=True, exist_ok=True)
-    return [
-        Child(n, [sys.executable, "-m", "gymctl", *serve_args(n, config_args, log_level)], env, sink=sink,
-              log_path=logs / f"{n}.log" if logs else None, cwd=os.getcwd())
-        for n in names
-    ]
+    children = []
+    for label, name, child_vars in child_labels(cfg):
+        children.append(Child(label, [sys.executable, "-m", "gymctl", *serve_args(name, config_args, log_level)], {**env, **child_vars},
+                              sink=sink, log_path=logs / f"{label.replace('#', '-')}.log" if logs else None, cwd=os.getcwd()))
+    return children
+
+
+def child_labels(cfg: GymConfig) -> list[tuple[str, str, dict[str, str]]]:
+    """(label, instance, extra env) per child; a replica of an instance with a fixed port gets a free port of its own."""
+    out: list[tuple[str, str, dict[str, str]]] = [("head", "head", {})]
+    for name, spec in cfg.instances.items():
+        if spec.alias_of:
+            continue
+        out.append((name, name, {}))
+        for i in range(2, cfg.deployment_of(name).replicas + 1):
+            port = {} if not spec.port else {"GYMCTL_PORT": str(_free_port(spec.host or "127.0.0.1"))}
+            out.append((f"{name}#{i}", name, port))
+    return out
+
+
+def _free_port(host: str) -> int:
+    sock = bind_socket(host, 0, "replica")
+    try:
+        return int(sock.getsockname()[1])
+    finally:
+        sock.close()
 
 
 def start_children(children: list[Child], cfg: GymConfig, *, fork: bool, log_level: str) -> None:
@@ -124,7 +145,7 @@ def start_children(children: list[Child], cfg: GymConfig, *, fork: bool, log_lev
     parent_fds: list[int] = []
     for child in children:
         if fork:
-            child.fork(_serve_here(cfg, child.name, child.env, log_level), close_fds=list(parent_fds))
+            child.fork(_serve_here(cfg, child.name.partition("#")[0], child.env, log_level), close_fds=list(parent_fds))
         else:
             child.spawn()
         parent_fds += child.parent_fds
@@ -143,7 +164,7 @@ def run_separated(
     started_at = process_started_at()
     policy = check_restart(restart)
     check_port_free(cfg.head_host, cfg.head_port, "head_server.port")
-    sink = OutputSink(width=max(len(n) for n in ["gymctl", "head", *cfg.instances]))
+    sink = OutputSink(width=max(len(label) for label, _, _ in [("gymctl", "", {}), *child_labels(cfg)]))
     children = build_children(cfg, config_args, log_dir=log_dir, log_level=log_level, sink=sink)
     settings = settings or ServerSettings.from_env()
     fork = _preload() and settings.separated_start != "exec"

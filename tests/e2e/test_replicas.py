@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.upstream_stub import StubThread
-from tests.conftest import AGENT, EXAMPLE_CONFIG, OPENAI_CONFIG, REPO, example_rows, free_port, http_json, start_deployment, stop_deployment
+from tests.conftest import AGENT, EXAMPLE_CONFIG, OPENAI_CONFIG, REPO, SCRIPTED_CONFIG, example_rows, free_port, http_json, start_deployment, stop_deployment
 
 ROLLOUTS = 24  # 48 model calls: within the stubs' memory of their last 100 requests
 
@@ -75,3 +75,20 @@ def test_a_rollouts_model_calls_stay_on_one_replica_and_rollouts_spread_over_bot
                 os.killpg(second.pid, signal.SIGKILL)
                 second.wait()
             stop_deployment(dep)
+
+
+def test_local_replicas_setting_starts_that_many_processes_under_one_name(tmp_path):
+    dep = start_deployment(["-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG, "--topology", "separated",
+                            "--set", "gymctl.instances.policy_model.replicas=2"], tmp_path)
+    try:
+        deadline = time.monotonic() + 15  # the head is ready once each name registered; the second replica may follow
+        while healthy_replicas(dep.head_url) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        replicas = [i for i in dep.instances() if i["process_name"] == "policy_model"]
+        assert len({i["url"] for i in replicas}) == 2 and len({i["pid"] for i in replicas}) == 2, replicas
+        assert all(i["status"] == "healthy" for i in replicas)
+        assert "policy_model#2" in dep.log_path.read_text()  # its own output label
+        agent = dep.url_of(AGENT)
+        assert [run_rollout(agent, i) for i in range(6)] == [200] * 6
+    finally:
+        stop_deployment(dep)
