@@ -47,6 +47,9 @@ def run(
                                log_dir=log_dir, restart=restart, log_level=log_level))
     from gymctl.runtime.loop import run as run_loop
 
+    replicated = sorted(n for n in cfg.instances if cfg.deployment_of(n).replicas > 1)
+    if replicated:
+        print(f"gymctl: all-in-one serves each instance once; replicas of {', '.join(replicated)} need --topology separated", file=sys.stderr, flush=True)
     run_loop(_all_in_one(cfg, log_level))
 
 

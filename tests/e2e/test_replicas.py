@@ -92,3 +92,12 @@ def test_local_replicas_setting_starts_that_many_processes_under_one_name(tmp_pa
         assert [run_rollout(agent, i) for i in range(6)] == [200] * 6
     finally:
         stop_deployment(dep)
+
+
+def test_all_in_one_says_replicas_need_the_separated_topology(tmp_path):
+    dep = start_deployment(["-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG, "--set", "gymctl.instances.policy_model.replicas=2"], tmp_path)
+    try:
+        assert "replicas of policy_model need --topology separated" in dep.log_path.read_text()
+        assert len([i for i in dep.instances() if i["process_name"] == "policy_model"]) == 1
+    finally:
+        stop_deployment(dep)
