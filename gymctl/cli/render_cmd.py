@@ -21,6 +21,11 @@ STACKS_DIR = Path(".gymctl") / "stacks"  # under the working directory: the last
 PublishHostOpt = Annotated[str, typer.Option("--publish-host", help="Host address the head and agents are published on.")]
 PrefixOpt = Annotated[str, typer.Option("--image-prefix", help="Image names: PREFIX/<impl>:TAG.")]
 TagOpt = Annotated[str, typer.Option("--tag", help="Image tag.")]
+NodeOpt = Annotated[str | None, typer.Option("--node", help="multi-host: the host (of gymctl.nodes) whose part to use.", show_default=False)]
+RegistryOpt = Annotated[str | None, typer.Option("--registry", help="multi-host: HOST:PORT of a registry every host pulls from (prefixes image names).",
+                                                 show_default=False)]
+HostNetworkOpt = Annotated[bool, typer.Option("--host-network", help="multi-host: containers share the host's network, bind the node's "
+                                              "address, publish nothing (hosts that share one engine, e.g. a loopback lab).")]
 
 
 def project_of(project: str | None) -> str:
@@ -55,6 +60,32 @@ def render_config(cfg: GymConfig, topology: str, project: str, *, publish_host: 
     return render(cfg, topology, settings)
 
 
+def render_hosts_of(cfg: GymConfig, project: str, *, prefix: str = "gymctl", tag: str = "latest", registry: str | None = None,
+                    host_network: bool = False, node: str | None = None) -> dict[str, RenderedStack]:
+    """--topology multi-host: {host: its compose file}, only `node`'s when given (checked against gymctl.nodes)."""
+    from gymctl.compose.model import RenderSettings
+    from gymctl.compose.multihost import check_node, render_hosts
+
+    gpus = any(d.gpus for d in cfg.deployment.values())
+    settings = RenderSettings(project=project, image_prefix=prefix, image_tag=tag, nvidia_runtime=nvidia_runtime_or_none() if gpus and node else None)
+    if node is not None:
+        check_node(cfg, node)
+    rendered = render_hosts(cfg, settings, registry=registry, host_network=host_network)
+    for r in rendered.values():
+        warn(r)
+    if node is not None:
+        if node not in rendered:
+            from gymctl.errors import UsageError
+
+            raise UsageError(f"host {node!r} runs nothing: no instance has gymctl.instances.NAME.node: {node} and the head runs elsewhere")
+        return {node: rendered[node]}
+    return rendered
+
+
+def host_file(directory: Path, host: str) -> Path:
+    return directory / f"{host}.compose.yml"
+
+
 def warn(rendered: RenderedStack) -> None:
     for w in rendered.warnings:
         print(f"Warning: {w}", file=sys.stderr)
@@ -77,6 +108,9 @@ def render_cmd(
     publish_host: PublishHostOpt = "127.0.0.1",
     image_prefix: PrefixOpt = "gymctl",
     tag: TagOpt = "latest",
+    node: NodeOpt = None,
+    registry: RegistryOpt = None,
+    host_network: HostNetworkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Render the compose file of a config for one topology (no Docker needed; `docker compose up` runs it).
@@ -91,6 +125,10 @@ def render_cmd(
     if as_json and output == "-":
         raise UsageError("--json reports the file written: give --output DIR (without it the compose file itself is printed)")
     cfg = load_from_cli(config, sets, overrides)
+    if topology == "multi-host":
+        _render_multi_host(cfg, output, project_of(project), prefix=image_prefix, tag=tag, registry=registry, host_network=host_network,
+                           node=node, as_json=as_json)
+        return
     rendered = render_config(cfg, topology, project_of(project), publish_host=publish_host, prefix=image_prefix, tag=tag)
     warn(rendered)
     if output == "-":
@@ -105,6 +143,26 @@ def render_cmd(
     if as_json:
         print_json({"path": str(path), "project": project_of(project), "topology": topology,
                     "services": [s.name for s in rendered.stack.services], "secret_env": sorted(rendered.secret_env)})
+
+
+def _render_multi_host(cfg: GymConfig, output: str, project: str, *, prefix: str, tag: str, registry: str | None, host_network: bool,
+                       node: str | None, as_json: bool) -> None:
+    from gymctl.errors import UsageError
+
+    if output == "-":
+        raise UsageError("--topology multi-host writes one file per host: give --output DIR")
+    hosts = render_hosts_of(cfg, project, prefix=prefix, tag=tag, registry=registry, host_network=host_network, node=node)
+    paths = {}
+    for host, rendered in hosts.items():
+        paths[host] = host_file(Path(output), host)
+        write_file(paths[host], rendered.compose_yaml)
+        print(f"wrote {paths[host]} ({len(rendered.stack.services)} services; on {host}: docker compose -f {paths[host].name} up -d)", file=sys.stderr)
+    secrets = sorted({k for r in hosts.values() for k in r.secret_env})
+    if secrets:
+        print(f"secrets given on the command line travel by name: export {', '.join(secrets)} before `docker compose up`", file=sys.stderr)
+    if as_json:
+        print_json({"project": project, "topology": "multi-host", "files": {h: str(p) for h, p in paths.items()},
+                    "services": {h: [s.name for s in r.stack.services] for h, r in hosts.items()}, "secret_env": secrets})
 
 
 def register(app: typer.Typer) -> None:

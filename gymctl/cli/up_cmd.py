@@ -11,17 +11,22 @@ import typer
 from gymctl.cli.build_cmd import BaseImageOpt, base_image_of, build_for
 from gymctl.cli.options import ConfigOpt, JsonOpt, OverridesArg, ProjectOpt, SetOpt, TopologyOpt, load_from_cli, print_json
 from gymctl.cli.render_cmd import (
+    HostNetworkOpt,
+    NodeOpt,
     PrefixOpt,
     PublishHostOpt,
+    RegistryOpt,
     TagOpt,
     project_of,
     render_config,
+    render_hosts_of,
     stack_file,
     warn,
     write_file,
 )
 
 if TYPE_CHECKING:
+    from gymctl.config.model import GymConfig
     from gymctl.docker.state import ContainerState
 
 
@@ -76,6 +81,9 @@ def up(
     base_image: BaseImageOpt = None,
     image_prefix: PrefixOpt = "gymctl",
     tag: TagOpt = "latest",
+    node: NodeOpt = None,
+    registry: RegistryOpt = None,
+    host_network: HostNetworkOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Start a config's servers in containers (Docker Compose), in one topology.
@@ -85,11 +93,20 @@ def up(
       gymctl up --topology separated --wait -c resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml \\
                 -c responses_api_models/scripted_model/configs/scripted_model.yaml
       gymctl up --topology all-in-one --build ...
+      gymctl up --topology multi-host --node worker1 -c examples/multi-host/worker-config.yaml   (one host's part, on the current context)
     """
     from gymctl.docker.stack import ComposeStack
 
     cfg = load_from_cli(config, sets, overrides)
     name = project_of(project)
+    if topology == "multi-host":
+        _up_host(cfg, name, node, wait=wait, timeout=timeout, prefix=image_prefix, tag=tag, registry=registry, host_network=host_network,
+                 as_json=as_json)
+        return
+    if node is not None:
+        from gymctl.errors import UsageError
+
+        raise UsageError("--node picks one host's part of --topology multi-host")
     rendered = render_config(cfg, topology, name, publish_host=publish_host, prefix=image_prefix, tag=tag)
     warn(rendered)
     path = stack_file(name)
@@ -112,6 +129,36 @@ def up(
           file=sys.stderr)
     if as_json:
         print_json({"project": name, "topology": topology, "state": state, "head_url": head_url, "file": str(path),
+                    "services": [s.name for s in rendered.stack.services], "seconds": round(seconds, 2)})
+
+
+def _up_host(cfg: GymConfig, project: str, node: str | None, *, wait: bool, timeout: float, prefix: str, tag: str, registry: str | None,
+             host_network: bool, as_json: bool) -> None:
+    """One host's part of a multi-host deploy: its compose file, up on the current Docker context; waits for its containers only."""
+    from gymctl.docker.stack import ComposeStack
+    from gymctl.errors import UsageError
+
+    if node is None:
+        raise UsageError("--topology multi-host starts one host's part: give --node HOST (a host of gymctl.nodes)")
+    rendered = render_hosts_of(cfg, project, prefix=prefix, tag=tag, registry=registry, host_network=host_network, node=node)[node]
+    name = rendered.stack.project
+    path = stack_file(name)
+    write_file(path, rendered.compose_yaml)
+    stack = ComposeStack(name, path)
+    t0 = time.monotonic()
+    progress = _Progress()
+    try:
+        stack.up(rendered, wait=False, progress=progress)
+        if wait:  # the head's readiness needs every host's part: `gymctl status` shows who is missing
+            stack.wait_healthy(time.monotonic() + timeout, progress)
+    finally:
+        progress.close()
+    state = "healthy" if wait else "started"
+    seconds = time.monotonic() - t0
+    print(f"host {node!r} of {project!r} ({len(rendered.stack.services)} containers, compose project {name}) {state} in {seconds:.1f} s; "
+          f"gymctl down -p {name}", file=sys.stderr)
+    if as_json:
+        print_json({"project": name, "node": node, "topology": "multi-host", "state": state, "file": str(path),
                     "services": [s.name for s in rendered.stack.services], "seconds": round(seconds, 2)})
 
 

@@ -13,8 +13,9 @@ from gymctl.compose.secrets import externalize_secrets, referenced_env
 from gymctl.config.model import GymConfig, to_yaml
 from gymctl.errors import ConfigError, UsageError
 
-Topology = Literal["all-in-one", "separated"]
-TOPOLOGIES: tuple[str, ...] = ("all-in-one", "separated")
+Topology = Literal["all-in-one", "separated", "multi-host"]
+TOPOLOGIES: tuple[str, ...] = ("all-in-one", "separated", "multi-host")
+MULTI_HOST: Literal["multi-host"] = "multi-host"  # one file per host: gymctl.compose.multihost
 LABEL_PROJECT = "io.gymctl.project"
 LABEL_INSTANCE = "io.gymctl.instance"
 CONTAINER_PORT = 8000  # every server container listens here; the head on its config port
@@ -43,6 +44,7 @@ class Port(BaseModel):
 class HealthCheck(BaseModel):
     path: str
     port: int
+    host: str = "127.0.0.1"  # where the probe inside the container connects (the bind address)
     interval_s: int = 1
     timeout_s: int = 2
     retries: int = 5
@@ -74,6 +76,8 @@ class Stack(BaseModel):
     config_mount: str = CONFIG_MOUNT
     config_yaml: str  # the merged config, inlined as a compose `configs:` entry (mounted read-only)
     warnings: list[str] = Field(default_factory=list)
+    host_network: bool = False  # multi-host lab: containers share the host's network (no NAT, no published ports)
+    node: str | None = None  # multi-host: the host this file is for
     secret_env: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
 
 
@@ -104,12 +108,12 @@ def is_published(cfg: GymConfig, name: str) -> bool:
     return cfg.instances[name].server_type in PUBLISHED_TYPES
 
 
-def fixed_ports(cfg: GymConfig) -> dict[str, int]:
-    """A fixed port per served instance: its configured port, else the next free number after the head's."""
+def fixed_ports(cfg: GymConfig, names: list[str] | None = None) -> dict[str, int]:
+    """A fixed port per served instance (of `names`, default all): its configured port, else the next free number after the head's."""
     taken = {cfg.head_port, *(s.port for s in cfg.instances.values() if s.port)}
     ports: dict[str, int] = {}
     nxt = cfg.head_port
-    for name in served_instances(cfg):
+    for name in served_instances(cfg) if names is None else names:
         port = cfg.instances[name].port
         if not port:
             nxt += 1
@@ -135,31 +139,48 @@ def _labels(settings: RenderSettings, instance: str) -> dict[str, str]:
     return {LABEL_PROJECT: settings.project, LABEL_INSTANCE: instance}
 
 
+BASE_ENV = {"GYMCTL_CONFIG_FILE": CONFIG_MOUNT}  # the image's default too; said here so the file reads alone
+
+
+def head_service(cfg: GymConfig, settings: RenderSettings, pass_env: list[str], bind: str = "0.0.0.0", publish: bool = True) -> Service:
+    """The head (registry) container: listens on the config's head port, published on `settings.publish_host`."""
+    return Service(
+        name=HEAD_SERVICE, instance=HEAD_SERVICE, image=head_image(settings.image_prefix, settings.image_tag),
+        environment={**BASE_ENV, "GYMCTL_INSTANCE": "head", "GYMCTL_BIND_HOST": bind, "GYMCTL_PORT": str(cfg.head_port)},
+        pass_env=[v for v in pass_env if v == "GYMCTL_AUTH_TOKEN"],
+        ports=[Port(host_ip=settings.publish_host, host_port=cfg.head_port, container_port=cfg.head_port)] if publish else [],
+        healthcheck=HealthCheck(path="/livez", port=cfg.head_port, host=_probe(bind)), labels=_labels(settings, HEAD_SERVICE),
+    )
+
+
+def _probe(bind: str) -> str:
+    return "127.0.0.1" if bind == "0.0.0.0" else bind
+
+
+def server_service(cfg: GymConfig, settings: RenderSettings, name: str, pass_env: list[str], *, head_url: str, advertise: str,
+                   port: int, published: int | None, bind: str = "0.0.0.0", depends_on_head: bool = True) -> Service:
+    """One instance's container: listens on `port`, advertises `advertise`, published (when given) on publish_host:published."""
+    env = {**BASE_ENV, "GYMCTL_INSTANCE": name, "GYMCTL_HEAD_URL": head_url, "GYMCTL_ADVERTISE_HOST": advertise,
+           "GYMCTL_BIND_HOST": bind, "GYMCTL_PORT": str(port)}
+    ports = []
+    if published is not None:
+        ports = [Port(host_ip=settings.publish_host, host_port=published, container_port=port)]
+        env["GYMCTL_HOST_URL"] = f"http://{settings.publish_host}:{published}"
+    return Service(
+        name=service_name(name), instance=name, image=image_for(cfg, name, settings.image_prefix, settings.image_tag),
+        environment=env, pass_env=pass_env, ports=ports, depends_on_head=depends_on_head,
+        healthcheck=HealthCheck(path="/health", port=port, host=_probe(bind)), gpus=cfg.deployment_of(name).gpus,
+        labels=_labels(settings, name),
+    )
+
+
 def _separated(cfg: GymConfig, settings: RenderSettings, pass_env: list[str]) -> list[Service]:
     head_url = f"http://{HEAD_SERVICE}:{cfg.head_port}"
-    base_env = {"GYMCTL_CONFIG_FILE": CONFIG_MOUNT}  # the image's default too; said here so the file reads alone
-    services = [Service(
-        name=HEAD_SERVICE, instance=HEAD_SERVICE, image=head_image(settings.image_prefix, settings.image_tag),
-        environment={**base_env, "GYMCTL_INSTANCE": "head", "GYMCTL_BIND_HOST": "0.0.0.0", "GYMCTL_PORT": str(cfg.head_port)},
-        pass_env=[v for v in pass_env if v == "GYMCTL_AUTH_TOKEN"],
-        ports=[Port(host_ip=settings.publish_host, host_port=cfg.head_port, container_port=cfg.head_port)],
-        healthcheck=HealthCheck(path="/livez", port=cfg.head_port), labels=_labels(settings, HEAD_SERVICE),
-    )]
+    services = [head_service(cfg, settings, pass_env)]
     ports = fixed_ports(cfg)
     for name in served_instances(cfg):
-        svc = service_name(name)
-        env = {**base_env, "GYMCTL_INSTANCE": name, "GYMCTL_HEAD_URL": head_url, "GYMCTL_ADVERTISE_HOST": svc,
-               "GYMCTL_BIND_HOST": "0.0.0.0", "GYMCTL_PORT": str(CONTAINER_PORT)}
-        published = []
-        if is_published(cfg, name):
-            published = [Port(host_ip=settings.publish_host, host_port=ports[name], container_port=CONTAINER_PORT)]
-            env["GYMCTL_HOST_URL"] = f"http://{settings.publish_host}:{ports[name]}"
-        services.append(Service(
-            name=svc, instance=name, image=image_for(cfg, name, settings.image_prefix, settings.image_tag),
-            environment=env, pass_env=pass_env, ports=published, depends_on_head=True,
-            healthcheck=HealthCheck(path="/health", port=CONTAINER_PORT), gpus=cfg.deployment_of(name).gpus,
-            labels=_labels(settings, name),
-        ))
+        services.append(server_service(cfg, settings, name, pass_env, head_url=head_url, advertise=service_name(name), port=CONTAINER_PORT,
+                                       published=ports[name] if is_published(cfg, name) else None))
     return services
 
 
@@ -178,7 +199,7 @@ def _all_in_one(cfg: GymConfig, settings: RenderSettings, pass_env: list[str]) -
     )]
 
 
-def _container_config(cfg: GymConfig, topology: str) -> tuple[str, dict[str, str]]:
+def container_config(cfg: GymConfig, topology: str, head_host: str = "127.0.0.1") -> tuple[str, dict[str, str]]:
     """The merged config the containers read: secrets as references; all-in-one with fixed ports."""
     tree, secret_values = externalize_secrets(cfg.tree)
     if topology == "all-in-one":
@@ -186,8 +207,15 @@ def _container_config(cfg: GymConfig, topology: str) -> tuple[str, dict[str, str
             spec = cfg.instances[name]
             OmegaConf.update(tree, f"{name}.{spec.server_type}.{spec.impl}.port", port, force_add=True)
             OmegaConf.update(tree, f"{name}.{spec.server_type}.{spec.impl}.host", "127.0.0.1", force_add=True)
-    OmegaConf.update(tree, "head_server", {"host": "127.0.0.1", "port": cfg.head_port}, force_add=True)
+    OmegaConf.update(tree, "head_server", {"host": head_host, "port": cfg.head_port}, force_add=True)
     return to_yaml(tree), secret_values
+
+
+def check_service_names(services: list[Service]) -> None:
+    names = [s.name for s in services]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"instances map to the same compose service name {', '.join(sorted(dup))}; rename one")
 
 
 def build_stack(cfg: GymConfig, topology: str, settings: RenderSettings | None = None) -> Stack:
@@ -195,13 +223,12 @@ def build_stack(cfg: GymConfig, topology: str, settings: RenderSettings | None =
     settings = settings or RenderSettings()
     if topology not in TOPOLOGIES:
         raise UsageError(f"--topology {topology!r} is not known; choose one of: {', '.join(TOPOLOGIES)}")
-    config_yaml, secret_values = _container_config(cfg, topology)
+    if topology == MULTI_HOST:
+        raise UsageError("--topology multi-host writes one compose file per host: give --output DIR")
+    config_yaml, secret_values = container_config(cfg, topology)
     pass_env = referenced_env(config_yaml)
     services = _separated(cfg, settings, pass_env) if topology == "separated" else _all_in_one(cfg, settings, pass_env)
-    names = [s.name for s in services]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise ConfigError(f"instances map to the same compose service name {', '.join(sorted(dup))}; rename one")
+    check_service_names(services)
     return Stack(
         project=settings.project, topology=topology, services=services,  # type: ignore[arg-type]
         labels={LABEL_PROJECT: settings.project}, config_yaml=config_yaml,

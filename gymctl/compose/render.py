@@ -15,7 +15,7 @@ from gymctl.errors import GymctlError
 
 # The checkout's compose_templates/, or the copy packaged in the wheel.
 TEMPLATES = shipped_dir("compose_templates")
-TEMPLATE_OF = {"separated": "separated.yml.j2", "all-in-one": "all-in-one.yml.j2"}
+TEMPLATE_OF = {"separated": "separated.yml.j2", "all-in-one": "all-in-one.yml.j2", "multi-host": "multi-host.yml.j2"}
 
 
 def _escape(value: str) -> str:
