@@ -12,7 +12,7 @@ from gymctl.config.model import GymConfig, load_config
 
 # Closed sets. Each equals its library twin (tests/unit/test_cli_options.py checks): compose topologies =
 # gymctl.compose.model.TOPOLOGIES, restart policies = gymctl.runtime.separated.RESTART_POLICIES.
-ComposeTopology = Literal["all-in-one", "separated"]
+ComposeTopology = Literal["all-in-one", "separated", "multi-host"]
 RunTopology = Literal["all-in-one", "separated"]
 RestartPolicy = Literal["no", "on-failure"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]  # what uvicorn accepts
@@ -35,7 +35,7 @@ OverridesArg = Annotated[
 ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Compose project (stack) name; default: GYMCTL_PROJECT, else gymctl.")]
 TopologyOpt = Annotated[
     ComposeTopology,
-    typer.Option("--topology", "-t", help="all-in-one: one container; separated: the head plus one container per instance."),
+    typer.Option("--topology", "-t", help="all-in-one: one container; separated: the head plus one container per instance; multi-host: one file per host (gymctl.nodes)."),
 ]
 RunTopologyOpt = Annotated[
     RunTopology,

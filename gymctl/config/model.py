@@ -14,6 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from gymctl.config.loader import LoadedTree, load_tree
 from gymctl.config.paths import resolve_existing
+from gymctl.config.nodes import NodeSpec, check_placements, parse_nodes
 from gymctl.errors import ConfigError, did_you_mean
 
 ServerType = Literal["responses_api_models", "resources_servers", "responses_api_agents", "environment_servers"]
@@ -89,6 +90,7 @@ class GymConfig:
     deployment: dict[str, InstanceDeployment] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    nodes: dict[str, NodeSpec] = field(default_factory=dict)  # gymctl.nodes: the hosts of a multi-host deploy
 
     @property
     def head_url(self) -> str:
@@ -324,6 +326,7 @@ def parse_config(loaded: LoadedTree, *, cwd: Path | None = None) -> GymConfig:
     return GymConfig(
         tree=loaded.tree, instances=instances, head_host=head_host, head_port=head_port,
         deployment=_parse_deployment(raw.get(GYMCTL_KEY), origins.get(GYMCTL_KEY, "config")),
+        nodes=parse_nodes(raw.get(GYMCTL_KEY), origins.get(GYMCTL_KEY, "config")),
         origins=origins, files=loaded.files,
     )
 
