@@ -13,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gymctl.config.loader import LoadedTree, load_tree
+from gymctl.config.nodes import NodeSpec, parse_nodes
 from gymctl.config.paths import resolve_existing
-from gymctl.config.nodes import NodeSpec, check_placements, parse_nodes
 from gymctl.errors import ConfigError, did_you_mean
 
 ServerType = Literal["responses_api_models", "resources_servers", "responses_api_agents", "environment_servers"]
