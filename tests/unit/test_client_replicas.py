@@ -116,3 +116,31 @@ async def test_lease_expiry_cancels_in_flight_calls_and_fails_over(short_lease_h
         await client.close()
         await shutdown(s1, t1)
         await shutdown(s2, t2)
+
+
+async def test_the_agent_fails_a_rollout_whose_resources_replica_was_lost_with_503_and_the_reason(monkeypatch):
+    from gymctl.config import load_config
+    from gymctl.runtime import inprocess
+    from gymctl.server.settings import ServerSettings
+    from tests.conftest import AGENT, EXAMPLE_CONFIG, REPO, SCRIPTED_CONFIG, example_rows, free_port
+
+    cfg = load_config([EXAMPLE_CONFIG, SCRIPTED_CONFIG], cwd=REPO)
+    cfg.head_port = free_port()
+    dep = await inprocess.start(cfg, settings=ServerSettings(heartbeat_s=0.2))
+    original = ServerClient.request
+
+    async def lose_the_tool_call(self, method, server_name, path, **kw):
+        if path == "/get_weather":  # not handed back to the model as a tool error: the session is gone
+            raise ReplicaLostError(server_name, "http://10.0.0.9:8000", "its lease at the head expired")
+        return await original(self, method, server_name, path, **kw)
+
+    try:
+        await inprocess.wait_ready(dep)
+        monkeypatch.setattr(ServerClient, "request", lose_the_tool_call)
+        r = await dep.client.post(AGENT, "/run", json=example_rows()[0])
+        assert r.status == 503
+        assert r.json() == {"detail": "example_single_tool_call at http://10.0.0.9:8000 was lost mid-call (its lease at the head expired); "
+                                      "a rerun of the collection retries it", "error": "ReplicaLostError"}
+    finally:
+        monkeypatch.undo()
+        await inprocess.stop(dep)

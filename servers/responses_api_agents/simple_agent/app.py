@@ -7,9 +7,10 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gymctl.server import GymctlError, ServerKit, new_app
+from gymctl.server import GymctlError, ReplicaLostError, ServerKit, new_app
 
 
 class ServerRef(BaseModel):
@@ -42,6 +43,10 @@ def _tool_output(status: int, body: bytes) -> str:
 
 def create_app(config: Config, kit: ServerKit) -> FastAPI:
     app = new_app(kit.instance)
+
+    @app.exception_handler(ReplicaLostError)
+    async def replica_lost(request: Request, e: ReplicaLostError) -> JSONResponse:
+        return JSONResponse({"detail": str(e), "error": "ReplicaLostError"}, status_code=503)
     router = APIRouter()
     client = kit.client
     model_name = config.model_server.name
@@ -82,6 +87,8 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
                         tr = await client.post(resources_name, f"/{name}", json=args, cookies=cookies or None, affinity=affinity)
                         cookies.update(tr.cookies)
                         text = _tool_output(tr.status, tr.body)
+                    except ReplicaLostError:
+                        raise  # the session's state went with that replica: fail the rollout (a rerun retries it)
                     except GymctlError as e:
                         text = orjson.dumps({"error": str(e)}).decode()
                 new_outputs.append({"type": "function_call_output", "call_id": call.get("call_id"), "output": text})
