@@ -35,7 +35,8 @@ OverridesArg = Annotated[
 ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Compose project (stack) name; default: GYMCTL_PROJECT, else gymctl.")]
 TopologyOpt = Annotated[
     ComposeTopology,
-    typer.Option("--topology", "-t", help="all-in-one: one container; separated: the head plus one container per instance; multi-host: one file per host (gymctl.nodes)."),
+    typer.Option("--topology", "-t", help=(
+        "all-in-one: one container; separated: the head plus one container per instance; multi-host: one file per host (gymctl.nodes).")),
 ]
 RunTopologyOpt = Annotated[
     RunTopology,
