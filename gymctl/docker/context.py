@@ -39,7 +39,7 @@ IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", "venv", "tests"
 # copy of servers/ and templates: an image gets only its own servers.
 HOST_ONLY = shutil.ignore_patterns(
     "__pycache__", "*.pyc", "compose", "docker", "_bundled",
-    *(f"{verb}_cmd.py" for verb in ("build", "images", "render", "up", "down", "ps", "logs", "restart")),
+    *(f"{verb}_cmd.py" for verb in ("build", "images", "render", "up", "down", "ps", "logs", "restart", "push", "cluster")),
 )
 
 

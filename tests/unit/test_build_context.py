@@ -36,3 +36,14 @@ def test_the_shared_context_holds_the_server_set_and_gymctls_source_without_host
     assert {"server", "head", "cli", "config", "runtime"} <= shipped
     assert not shipped & {"_bundled", "docker", "compose", "__pycache__"}
     assert not (root / "gymctl" / "cli" / "build_cmd.py").exists() and (root / "gymctl" / "cli" / "serve_cmd.py").is_file()
+
+
+def test_the_gymctl_an_image_ships_starts_its_cli_and_serve(tmp_path):
+    """What a server image copies of gymctl (host tooling left out) must still run `gymctl serve --help`."""
+    import sys
+
+    shutil.copytree(REPO / "gymctl", tmp_path / "gymctl", ignore=context.HOST_ONLY)
+    r = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['gymctl', 'serve', '--help']; from gymctl.cli.main import main; main()"],
+                       cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "Start ONE server instance" in r.stdout
