@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gymctl.cli.options import ComposeTopology, ConfigOpt, JsonOpt, OverridesArg, SetOpt, load_from_cli, print_json
+from gymctl.cli.options import ComposeTopology, ConfigOpt, ContextOpt, JsonOpt, OverridesArg, SetOpt, load_from_cli, print_json
 from gymctl.cli.render_cmd import PrefixOpt, TagOpt
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ def build(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the engine's layer cache.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
     as_json: JsonOpt = False,
+    context: ContextOpt = None,
 ) -> None:
     """Build one image per server implementation of a config (plus the head's and the all-in-one image).
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from gymctl.cli.options import (
+    ContextOpt,
     IgnoredConfigOpt,
     IgnoredOverridesArg,
     IgnoredSetOpt,
@@ -27,6 +28,7 @@ def down(
     sets: IgnoredSetOpt = None,
     topology: IgnoredTopologyOpt = None,
     as_json: JsonOpt = False,
+    context: ContextOpt = None,
 ) -> None:
     """Stop and remove the stack's containers and network (by compose project name and gymctl's labels).
 

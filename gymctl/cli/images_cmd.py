@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gymctl.cli.options import JsonOpt, print_json
+from gymctl.cli.options import ContextOpt, JsonOpt, print_json
 
 images_app = typer.Typer(help="The offline base image and gymctl's images.", no_args_is_help=True)
 
@@ -17,6 +17,7 @@ def base(
     tag: Annotated[str, typer.Option("--tag", help="Tag of the base image.")] = "gymctl/base:bookworm",
     suite: Annotated[str, typer.Option("--suite", help="Debian suite.")] = "bookworm",
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if it exists.")] = False,
+    context: ContextOpt = None,
 ) -> None:
     """Build a Debian + Python base with no registry: mmdebstrap --variant=minbase ... | docker import."""
     from gymctl.docker.base_image import build_base_image
@@ -28,7 +29,7 @@ def base(
 
 
 @images_app.command("ls")
-def ls(as_json: JsonOpt = False) -> None:
+def ls(as_json: JsonOpt = False, context: ContextOpt = None) -> None:
     """The images gymctl built (label io.gymctl.image), with sizes."""
     from gymctl.docker.cleanup import gymctl_images
 
@@ -43,6 +44,7 @@ def ls(as_json: JsonOpt = False) -> None:
 @images_app.command("clean")
 def clean(
     base_too: Annotated[bool, typer.Option("--base", help="Remove the base image too.")] = False,
+    context: ContextOpt = None,
 ) -> None:
     """Remove gymctl's server images (and with --base the base image)."""
     from gymctl.docker.cleanup import remove_images

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gymctl.cli.options import ConfigOpt, IgnoredTopologyOpt, OverridesArg, ProjectOpt, SetOpt, split_instance
+from gymctl.cli.options import ConfigOpt, ContextOpt, IgnoredTopologyOpt, OverridesArg, ProjectOpt, SetOpt, split_instance
 from gymctl.cli.render_cmd import project_of, stack_file
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ def logs(
     config: ConfigOpt = None,
     sets: SetOpt = None,
     topology: IgnoredTopologyOpt = None,
+    context: ContextOpt = None,
 ) -> None:
     """Print the logs of the stack's containers, or of the one serving INSTANCE.
 

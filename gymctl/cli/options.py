@@ -62,8 +62,20 @@ ServeLogLevelOpt = Annotated[
                  help=_LOG_LEVEL_HELP + " Default: GYMCTL_LOG_LEVEL, else warning."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (messages stay on stderr).")]
+
+
+def _select_context(ctx: typer.Context, context: str | None) -> str | None:
+    """--context NAME: this command's Docker calls go to that context's engine (restored when the command ends)."""
+    if context:
+        from gymctl.docker.contexts import restore_env, select_context
+
+        saved = select_context(context)
+        ctx.call_on_close(lambda: restore_env(saved))
+    return context
+
+
 ContextOpt = Annotated[str | None, typer.Option(
-    "--context", show_default=False,
+    "--context", show_default=False, callback=_select_context,
     help="Docker context to act on (docker context ls; the lab's: gymctl-lab, gymctl-lab-node<i>). Default: the current one.")]
 
 # The same options on a verb that does not need them (down, ps, ...): accepted, ignored, and said so.

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from gymctl.cli.options import (
+    ContextOpt,
     IgnoredConfigOpt,
     IgnoredOverridesArg,
     IgnoredSetOpt,
@@ -25,6 +26,7 @@ def ps(
     config: IgnoredConfigOpt = None,
     sets: IgnoredSetOpt = None,
     topology: IgnoredTopologyOpt = None,
+    context: ContextOpt = None,
 ) -> None:
     """Show the stack's containers: exit 0 when every one is healthy or the stack is not up, 1 when one is not healthy.
 

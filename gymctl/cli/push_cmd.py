@@ -8,7 +8,11 @@ from typing import Annotated
 import typer
 
 from gymctl.cli.options import ComposeTopology, ConfigOpt, ContextOpt, JsonOpt, OverridesArg, SetOpt, load_from_cli, print_json
-from gymctl.cli.render_cmd import PrefixOpt, TagOpt
+
+# Not render_cmd's twins: that module is host-only and absent from server images, where this one is imported too.
+PrefixOpt = Annotated[str, typer.Option("--image-prefix", help="Image names: PREFIX/<impl>:TAG.")]
+TagOpt = Annotated[str, typer.Option("--tag", help="Image tag.")]
+ImageOpt = Annotated[list[str] | None, typer.Option("--image", "-i", help="Push only this local image (repeatable), e.g. gymctl/head:latest.")]
 
 NOT_SERVER_IMAGES = ("base", "lab-node", "lab-registry")
 
@@ -30,6 +34,7 @@ def push(
     topology: Annotated[ComposeTopology, typer.Option("--topology", "-t", help="Whose images: separated (the head and one per server) or all-in-one.")] = "separated",
     image_prefix: PrefixOpt = "gymctl",
     tag: TagOpt = "latest",
+    image: ImageOpt = None,
     context: ContextOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -45,7 +50,9 @@ def push(
     if not registry:
         raise UsageError("--registry HOST:PORT is required (the lab's registry: 127.0.0.1:5000, see `gymctl cluster ls`)")
     remote_tag(registry, "x")  # a malformed --registry is refused before anything is tagged
-    if config or overrides or sets:
+    if image:
+        images = list(image)
+    elif config or overrides or sets:
         from gymctl.compose.images import image_units
 
         images = [u.image for u in image_units(load_from_cli(config, sets, overrides), topology, image_prefix, tag)]

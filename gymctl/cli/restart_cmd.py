@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from gymctl.cli.logs_cmd import service_of
-from gymctl.cli.options import ConfigOpt, IgnoredTopologyOpt, JsonOpt, OverridesArg, ProjectOpt, SetOpt, print_json, split_instance
+from gymctl.cli.options import ConfigOpt, ContextOpt, IgnoredTopologyOpt, JsonOpt, OverridesArg, ProjectOpt, SetOpt, print_json, split_instance
 from gymctl.cli.render_cmd import project_of, stack_file
 
 
@@ -22,6 +22,7 @@ def restart(
     sets: SetOpt = None,
     topology: IgnoredTopologyOpt = None,
     as_json: JsonOpt = False,
+    context: ContextOpt = None,
 ) -> None:
     """Restart the container serving INSTANCE (the others keep serving) and wait until it is healthy again.
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gymctl.cli.build_cmd import BaseImageOpt, base_image_of, build_for
-from gymctl.cli.options import ConfigOpt, JsonOpt, OverridesArg, ProjectOpt, SetOpt, TopologyOpt, load_from_cli, print_json
+from gymctl.cli.options import ConfigOpt, ContextOpt, JsonOpt, OverridesArg, ProjectOpt, SetOpt, TopologyOpt, load_from_cli, print_json
 from gymctl.cli.render_cmd import (
     HostNetworkOpt,
     NodeOpt,
@@ -85,6 +85,7 @@ def up(
     registry: RegistryOpt = None,
     host_network: HostNetworkOpt = False,
     as_json: JsonOpt = False,
+    context: ContextOpt = None,
 ) -> None:
     """Start a config's servers in containers (Docker Compose), in one topology.
 

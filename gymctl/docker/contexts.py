@@ -68,3 +68,20 @@ def context_env(context: str | None) -> dict[str, str]:
     if context is None:
         return {}
     return {"DOCKER_CONTEXT": context, "DOCKER_HOST": ""} if "DOCKER_HOST" in os.environ else {"DOCKER_CONTEXT": context}
+
+
+def select_context(context: str) -> dict[str, str | None]:
+    """Point this process's Docker calls (SDK, CLI, Compose) at `context`'s engine; returns what to restore."""
+    saved = {k: os.environ.get(k) for k in ("DOCKER_HOST", "DOCKER_CONTEXT")}
+    os.environ["DOCKER_HOST"] = context_host(context)
+    os.environ.pop("DOCKER_CONTEXT", None)
+    return saved
+
+
+def restore_env(saved: dict[str, str | None]) -> None:
+    """Undo `select_context`."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import os
 import shutil
 import socket
 import tempfile
@@ -19,7 +20,8 @@ from python_on_whales.exceptions import DockerException
 from gymctl.compose.model import LABEL_PROJECT
 from gymctl.docker import state
 from gymctl.docker.backend import Pull
-from gymctl.docker.cli import compose_version, engine_client, nvidia_runtime
+from gymctl.docker.cli import compose_version, nvidia_runtime
+from gymctl.docker.contexts import sdk_client
 from gymctl.docker.state import COMPOSE_PROJECT, COMPOSE_SERVICE, ContainerState
 from gymctl.errors import DockerError
 
@@ -63,12 +65,16 @@ def _stop_waves(containers: list[Any]) -> list[list[Any]]:
 class DockerBackend:
     """Docker Compose (v2 plugin) for up/restart/logs; the engine alone for down and every read."""
 
-    def __init__(self) -> None:
+    def __init__(self, context: str | None = None) -> None:
+        self.context = context  # a Docker context's name; None: the current one (DOCKER_HOST, else the default)
         self._client: Any = None
+        self._client_host: str | None = None
 
     def _engine(self) -> Any:
-        if self._client is None:
-            self._client = engine_client()
+        host = self.context or os.environ.get("DOCKER_HOST")  # `--context` may repoint DOCKER_HOST within a process
+        if self._client is None or self._client_host != host:
+            self._client = sdk_client(self.context)
+            self._client_host = host
         return self._client
 
     def _compose(self, project: str, file: Path | None) -> Any:
@@ -76,9 +82,9 @@ class DockerBackend:
 
         compose_version()
         if file:
-            return DockerClient(compose_files=[file], compose_project_name=project).compose
+            return DockerClient(context=self.context, compose_files=[file], compose_project_name=project).compose
         # An empty project directory, made once per process: never pick up a docker-compose.yml from the cwd.
-        return DockerClient(compose_project_name=project, compose_project_directory=_empty_dir()).compose
+        return DockerClient(context=self.context, compose_project_name=project, compose_project_directory=_empty_dir()).compose
 
     # -- Docker Compose --------------------------------------------------------------------------------
     def compose_version(self) -> str:

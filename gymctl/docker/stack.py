@@ -26,9 +26,14 @@ class ComposeStack:
     the Compose v2 plugin, `down` and `ps` need the engine alone.
     """
 
-    def __init__(self, project: str, file: Path | None = None, *, backend: ComposeBackend | None = None, poll_s: float = 0.25) -> None:
+    def __init__(self, project: str, file: Path | None = None, *, backend: ComposeBackend | None = None, poll_s: float = 0.25,
+                 context: str | None = None) -> None:
         self.project = project
         self.file = file if file and file.is_file() else None
+        if backend is None and context is not None:  # a named Docker context's engine (`--context NAME`)
+            from gymctl.docker.docker_backend import DockerBackend
+
+            backend = DockerBackend(context)
         self.backend = backend if backend is not None else default_backend()
         self.poll_s = poll_s
         self.since = time.time()  # deaths after this are this run's (exit codes of restarted containers)

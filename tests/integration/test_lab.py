@@ -1,0 +1,129 @@
+"""The local multi-node lab on real Docker: a failed node start leaves nothing; one 2-node swarm lab per session
+(contexts, fake GPUs, push to its registry, pull and run on a node, reached from the machine); delete leaves no trace."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import free_ports, gymctl
+
+pytestmark = pytest.mark.docker
+LABEL = "io.gymctl.cluster"
+SERVER_IMAGE = "gymctl/head:latest"
+HEAD_CONFIG = "r:\\n  resources_servers:\\n    example_single_tool_call:\\n      entrypoint: app.py\\n      domain: agent\\n"
+
+
+def traces() -> dict[str, list[str]]:
+    """Everything labelled io.gymctl.cluster, and the lab's contexts."""
+    from gymctl.docker.cli import engine_client
+    from gymctl.docker.contexts import context_names
+    from gymctl.docker.lab import lab_context_names
+
+    client = engine_client()
+    return {"containers": [c.name for c in client.containers.list(all=True, filters={"label": LABEL})],
+            "networks": [n.name for n in client.networks.list(filters={"label": LABEL})],
+            "volumes": [v.name for v in client.volumes.list(filters={"label": LABEL})],
+            "contexts": lab_context_names(context_names())}
+
+
+def docker_on(context: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", "--context", context, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_node_that_fails_to_start_shows_its_log_and_leaves_nothing():
+    from gymctl.docker.lab import delete_lab
+
+    (port,) = free_ports(1)
+    try:
+        r = gymctl("cluster", "create", "--nodes", "2", "--registry-port", str(port), "--dockerd-arg=--no-such-dockerd-flag", timeout=240)
+        assert r.returncode == 1, r.stderr
+        assert "StartupError: lab node gymctl-lab-node1 exited" in r.stderr
+        assert "unknown flag: --no-such-dockerd-flag" in r.stderr  # the node's log tail
+        assert "Traceback" not in r.stderr
+        assert traces() == {"containers": [], "networks": [], "volumes": [], "contexts": []}
+    finally:
+        delete_lab()
+
+
+@pytest.fixture(scope="session")
+def lab(example_images: list[Any]) -> Iterator[dict[str, Any]]:
+    """One 2-node swarm lab (node 1 with two fake GPUs) for the whole session; its create time is printed."""
+    from gymctl.docker.lab import delete_lab
+
+    (port,) = free_ports(1)
+    t0 = time.monotonic()
+    try:
+        r = gymctl("cluster", "create", "--nodes", "2", "--swarm", "--gpu-nodes", "1", "--gpus-per-node", "2",
+                   "--registry-port", str(port), "--json", timeout=300)
+        assert r.returncode == 0, r.stderr
+        info = json.loads(r.stdout)
+        print(f"\nlab fixture: cluster create took {time.monotonic() - t0:.1f} s")
+        yield info
+    finally:
+        delete_lab()
+
+
+def test_create_starts_the_nodes_and_their_contexts(lab):
+    assert [n["name"] for n in lab["nodes"]] == ["gymctl-lab-node1", "gymctl-lab-node2"]
+    assert all(n["status"] == "running" and n["address"] for n in lab["nodes"])
+    assert set(lab["contexts"]) == {"gymctl-lab", "gymctl-lab-node1", "gymctl-lab-node2"}
+    from gymctl.docker.contexts import context_host
+
+    assert context_host("gymctl-lab") == f"tcp://{lab['nodes'][0]['address']}:2375"
+    r = docker_on("gymctl-lab-node2", "info", "--format", "{{.Name}} {{.Driver}}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["gymctl-lab-node2", "vfs"]  # its own engine, not the machine's
+
+
+def test_swarm_spans_the_nodes_and_node1_advertises_fake_gpus(lab):
+    r = docker_on("gymctl-lab", "node", "ls", "--format", "{{.Hostname}} {{.Status}}")
+    assert r.returncode == 0, r.stderr
+    assert sorted(r.stdout.split("\n")[:-1]) == ["gymctl-lab-node1 Ready", "gymctl-lab-node2 Ready"]
+    r = docker_on("gymctl-lab", "node", "inspect", "gymctl-lab-node1", "--format",
+                  "{{json .Spec.Labels}} {{json .Description.Resources.GenericResources}}")
+    labels, resources = r.stdout.split(" ", 1)
+    assert json.loads(labels) == {"gymctl.gpu": "true"}
+    assert sorted(g["NamedResourceSpec"]["Value"] for g in json.loads(resources)) == ["GPU-fake0", "GPU-fake1"]
+
+
+def test_a_pushed_image_is_pulled_and_served_on_a_node(lab):
+    registry = lab["registry"]
+    r = gymctl("push", "--registry", registry, "--image", SERVER_IMAGE, "--json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    pushed = {p["image"]: p for p in json.loads(r.stdout)}
+    assert SERVER_IMAGE in pushed and pushed[SERVER_IMAGE]["digest"].startswith("sha256:")
+    remote = f"gymctl-lab-registry:5000/{SERVER_IMAGE}"
+    pull = docker_on("gymctl-lab-node2", "pull", remote)
+    assert pull.returncode == 0, pull.stderr
+    digests = docker_on("gymctl-lab-node2", "image", "inspect", remote, "--format", "{{json .RepoDigests}}").stdout
+    assert f"gymctl-lab-registry:5000/gymctl/head@{pushed[SERVER_IMAGE]['digest']}" in json.loads(digests)
+    run = docker_on("gymctl-lab-node2", "run", "-d", "--name", "lab-head", "-p", "11000:11000", "-e", "GYMCTL_INSTANCE=head",
+                    "-e", "GYMCTL_BIND_HOST=0.0.0.0", "-e", "GYMCTL_PORT=11000", "-e", "GYMCTL_CONFIG_FILE=/tmp/c.yaml",
+                    "--entrypoint", "sh", remote, "-c", f'printf "{HEAD_CONFIG}" > /tmp/c.yaml && exec gymctl serve head')
+    assert run.returncode == 0, run.stderr
+    url = f"http://{lab['nodes'][1]['address']}:11000/livez"  # the node's lab address, from this machine
+    deadline = time.monotonic() + 60
+    body = None
+    while time.monotonic() < deadline and body is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                body = json.loads(resp.read())
+        except OSError:
+            time.sleep(0.5)
+    assert body == {"status": "ok"}, docker_on("gymctl-lab-node2", "logs", "lab-head").stderr
+
+
+def test_delete_leaves_no_trace(lab):
+    r = gymctl("cluster", "delete")
+    assert r.returncode == 0, r.stderr
+    assert "3 containers" in r.stderr and "3 contexts" in r.stderr
+    assert traces() == {"containers": [], "networks": [], "volumes": [], "contexts": []}
+    r = gymctl("cluster", "ls")
+    assert "no lab is up" in r.stderr
