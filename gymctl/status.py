@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import aiohttp
@@ -39,6 +39,7 @@ class DeploymentStatus:
     waiting_for: list[str]
     instances: list[InstanceStatus]
     expect: int | None = None  # --expect N: at least N healthy registrations (replicas and aliases count)
+    expected_elsewhere: list[str] = field(default_factory=list)  # waited for, to register from another host
 
     @property
     def healthy_count(self) -> int:
@@ -54,7 +55,7 @@ class DeploymentStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {"head_url": self.head_url, "head_ready": self.head_ready, "waiting_for": self.waiting_for,
-                "expect": self.expect, "healthy": self.healthy_count, "ok": self.ok,
+                "expect": self.expect, "healthy": self.healthy_count, "ok": self.ok, "expected_from_other_hosts": self.expected_elsewhere,
                 "instances": [asdict(i) for i in self.instances]}
 
 
@@ -111,4 +112,5 @@ async def fetch_status(head_url: str, *, token: str | None = None, expect: int |
         for i, u, p in zip(items, urls, probes, strict=True)
     ]
     waiting = list(ready_body.get("waiting_for") or []) if isinstance(ready_body, dict) else []
-    return DeploymentStatus(head_url, head_ready, waiting, out, expect)
+    elsewhere = list(ready_body.get("expected_from_other_hosts") or []) if isinstance(ready_body, dict) else []
+    return DeploymentStatus(head_url, head_ready, waiting, out, expect, elsewhere)

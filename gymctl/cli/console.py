@@ -17,13 +17,38 @@ def print_deployment(dep: Any, elapsed_s: float) -> None:
     table.add_column("type")
     table.add_column("impl")
     table.add_column("url")
-    table.add_row("head", "head", "registry", dep.head_url)
+    if dep.head is not None:
+        table.add_row("head", "head", "registry", dep.head_url)
+    else:
+        table.add_row("head", "head", "on another host", dep.head_url)
     for name, s in dep.servers.items():
         spec = dep.config.instances[name]
         impl = spec.impl + (f" (alias of {spec.alias_of})" if spec.alias_of else "")
         table.add_row(name, spec.server_type, impl, s.url)
-    err.print(table)
-    err.print("Ctrl-C to stop.  Status: gymctl status --head " + dep.head_url)
+    if dep.head is not None:
+        for name, server_type in dep.config.remote.items():
+            table.add_row(name, server_type, "[yellow]expected from another host[/]", "-")
+    con = err if err.is_terminal else Console(stderr=True, width=200)  # a log file gets whole URLs
+    con.print(table)
+    if dep.head is not None and dep.config.remote:
+        con.print(f"Waiting for {', '.join(dep.config.remote)} to register from another host: the head's /health answers 503 until then.")
+    con.print("Ctrl-C to stop.  Status: gymctl status --head " + dep.head_url)
+    sys.stderr.flush()
+
+
+def print_joining(head_url: str, wait_s: float) -> None:
+    """A worker: no head here; its instances register with the one on another host."""
+    err.print(f"gymctl: the head is on another host ({head_url}); registering there (waiting up to {wait_s:.0f} s for it, GYMCTL_HEAD_WAIT_S) ...",
+              highlight=False)
+    sys.stderr.flush()
+
+
+def print_joined(name: str, event: str, urls: list[str]) -> None:
+    """An instance expected from another host registered with the head here (or lost its last healthy registration)."""
+    if event == "joined":
+        err.print(f"gymctl: {name} joined from another host ({', '.join(urls)})", highlight=False)
+    else:
+        err.print(f"gymctl: {name} left" + (f"; still serving it: {', '.join(urls)}" if urls else "; none of it is healthy now"), highlight=False)
     sys.stderr.flush()
 
 

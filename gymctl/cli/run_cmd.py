@@ -54,10 +54,10 @@ def run(
 
 
 async def _all_in_one(cfg: GymConfig, log_level: str) -> None:
-    from gymctl.cli.console import print_deployment
+    from gymctl.cli.console import print_deployment, print_joined, print_joining
     from gymctl.runtime.embedded import serve_all
 
-    await serve_all(cfg, log_level, on_ready=print_deployment,
+    await serve_all(cfg, log_level, on_ready=print_deployment, on_joining=print_joining, on_joined=print_joined,
                     on_stopping=lambda: print("Stopping: draining in-flight requests ...", file=sys.stderr, flush=True))
     print("Stopped; nothing left running.", file=sys.stderr, flush=True)
 

@@ -55,6 +55,8 @@ def _table(st: DeploymentStatus) -> Table:
         health = i.health if i.registered == "healthy" else f"{i.health}, lease expired"
         impl = i.impl + (f" -> {i.alias_of}" if i.alias_of else "")
         table.add_row(i.instance, i.server_type, impl, i.url, f"[{color}]{health}[/]", _fmt_uptime(i.uptime_s), f"{i.rtt_ms:.1f}" if i.rtt_ms is not None else "-")
+    for name in st.expected_elsewhere:
+        table.add_row(name, "", "", "-", "[yellow]expected from another host[/]", "-", "-")
     return table
 
 

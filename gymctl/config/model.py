@@ -16,6 +16,7 @@ from gymctl.config.loader import LoadedTree, load_tree
 from gymctl.config.nodes import NodeSpec, parse_nodes
 from gymctl.config.paths import resolve_existing
 from gymctl.errors import ConfigError, did_you_mean
+from gymctl.hosts import is_local_only
 
 ServerType = Literal["responses_api_models", "resources_servers", "responses_api_agents", "environment_servers"]
 SERVER_TYPES: tuple[str, ...] = ("responses_api_models", "resources_servers", "responses_api_agents", "environment_servers")
@@ -58,6 +59,7 @@ class InstanceDeployment:
     publish: bool | None = None
     replicas: int = 1
     image: str | None = None
+    runtime: str | None = None  # gymctl | nemo_gym (default: detected from the code; gymctl.config.nemo_gym)
 
 
 @dataclass
@@ -91,6 +93,9 @@ class GymConfig:
     origins: dict[str, str] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     nodes: dict[str, NodeSpec] = field(default_factory=dict)  # gymctl.nodes: the hosts of a multi-host deploy
+    # Instances this config refers to that another host provides (name -> server type): found through the
+    # head at call time, waited for by the head's readiness. Only with a head off loopback.
+    remote: dict[str, str] = field(default_factory=dict)
 
     @property
     def head_url(self) -> str:
@@ -272,7 +277,7 @@ def _parse_deployment(raw: Any, origin: str) -> dict[str, InstanceDeployment]:
                 raise ConfigError(f"{v!r} is not a valid count", source=origin, key_path=f"{kp}.{attr}")
         if dep.publish is not None and not isinstance(dep.publish, bool):
             raise ConfigError(f"{dep.publish!r} is not true or false", source=origin, key_path=f"{kp}.publish")
-        for attr in ("node", "image"):
+        for attr in ("node", "image", "runtime"):
             v = getattr(dep, attr)
             if v is not None and not isinstance(v, str):
                 raise ConfigError(f"{v!r} is not a name", source=origin, key_path=f"{kp}.{attr}")
@@ -297,22 +302,28 @@ def parse_config(loaded: LoadedTree, *, cwd: Path | None = None) -> GymConfig:
         files = ", ".join(str(f) for f in loaded.files) or "the config"
         raise ConfigError(f"no server instances in {files}; a config maps instance names to server blocks (see examples/)")
 
-    names = list(instances)
-    for name, spec in instances.items():
-        for path, ref in _references(raw[name], name):
-            target = str(ref["name"])
-            if target not in instances:
-                raise ConfigError(f"refers to {ref['type']}/{target}, which is not in the config{_hint(target, names)}", source=spec.origin, key_path=path)
-            if instances[target].server_type != ref["type"] and not (ref["type"] == "responses_api_agents" and instances[target].server_type == "environment_servers"):
-                raise ConfigError(f"{target!r} is a {instances[target].server_type} instance, not {ref['type']}", source=spec.origin, key_path=path)
-        if spec.alias_of and instances[spec.alias_of].server_type != "responses_api_agents":
-            raise ConfigError(f"agent_server {spec.alias_of!r} is not an agent", source=spec.origin, key_path=f"{spec.key_path}.agent_server")
-
     head = raw.get("head_server") or {}
     if not isinstance(head, dict):
         raise ConfigError("must be a mapping {host, port}", source=origins.get("head_server"), key_path="head_server")
     head_port = _port(head.get("port"), origins.get("head_server", "config"), "head_server.port") or DEFAULT_HEAD_PORT
     head_host = str(head.get("host") or DEFAULT_HEAD_HOST)
+
+    names = list(instances)
+    remote: dict[str, str] = {}
+    for name, spec in instances.items():
+        for path, ref in _references(raw[name], name):
+            target = str(ref["name"])
+            if target not in instances:
+                hint = _hint(target, names)
+                if hint or is_local_only(head_host):
+                    where = "" if hint else " (with the head on loopback every instance must be in this config; a head on another address lets another host provide it)"
+                    raise ConfigError(f"refers to {ref['type']}/{target}, which is not in the config{hint}{where}", source=spec.origin, key_path=path)
+                remote.setdefault(target, str(ref["type"]))  # another host provides it: the registry resolves it at call time
+                continue
+            if instances[target].server_type != ref["type"] and not (ref["type"] == "responses_api_agents" and instances[target].server_type == "environment_servers"):
+                raise ConfigError(f"{target!r} is a {instances[target].server_type} instance, not {ref['type']}", source=spec.origin, key_path=path)
+        if spec.alias_of and instances[spec.alias_of].server_type != "responses_api_agents":
+            raise ConfigError(f"agent_server {spec.alias_of!r} is not an agent", source=spec.origin, key_path=f"{spec.key_path}.agent_server")
 
     seen: dict[int, str] = {head_port: "head_server"}
     for name, spec in instances.items():
@@ -327,7 +338,7 @@ def parse_config(loaded: LoadedTree, *, cwd: Path | None = None) -> GymConfig:
         tree=loaded.tree, instances=instances, head_host=head_host, head_port=head_port,
         deployment=_parse_deployment(raw.get(GYMCTL_KEY), origins.get(GYMCTL_KEY, "config")),
         nodes=parse_nodes(raw.get(GYMCTL_KEY), origins.get(GYMCTL_KEY, "config")),
-        origins=origins, files=loaded.files,
+        origins=origins, files=loaded.files, remote=remote,
     )
 
 

@@ -7,13 +7,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from omegaconf import OmegaConf
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from gymctl.config.model import GymConfig, redact
-from gymctl.head.registry import Registry
+from gymctl.config.model import GymConfig
+from gymctl.config.redact import redact
+from gymctl.head.head_metrics import install_head_metrics
+from gymctl.head.registry import RegistrationConflict, Registry
+from gymctl.head.urls import check_server_url
 from gymctl.server.kit import new_app
 
 
@@ -34,6 +37,8 @@ class Registration(BaseModel):
     start_time: float | None = None
     alias_of: str | None = None
 
+    _urls = field_validator("url", "host_url")(lambda v: None if v is None else check_server_url(v))  # gymctl.head.urls
+
 
 class Deregistration(BaseModel):
     process_name: str
@@ -41,7 +46,8 @@ class Deregistration(BaseModel):
 
 
 def expected_instances(config: GymConfig | None) -> set[str]:
-    return set(config.instances) if config else set()
+    """Every instance the config names: its own and those it expects from other hosts."""
+    return set(config.instances) | set(config.remote) if config else set()
 
 
 def public_config(config: GymConfig, registry: Registry) -> dict[str, Any]:
@@ -51,6 +57,7 @@ def public_config(config: GymConfig, registry: Registry) -> dict[str, Any]:
     tree = redact(raw)  # redact builds a new tree
     with contextlib.suppress(Exception):  # an interpolation only the servers' environments can resolve: serve it as written
         tree = OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
+    tree = redact(tree)  # again: a value resolved from the head's environment may hold a secret (a URL's password)
     assert isinstance(tree, dict)
     seen: set[str] = set()
     for item in registry.instances():
@@ -74,6 +81,8 @@ def public_config(config: GymConfig, registry: Registry) -> dict[str, Any]:
 def create_head_app(config: GymConfig | None, registry: Registry | None = None) -> FastAPI:
     """Build the head app for a config (None: a bare registry, every registration accepted)."""
     registry = registry or Registry(expected=expected_instances(config))
+    if config is not None and config.remote and not registry.remote:
+        registry.remote = dict(config.remote)
     app = new_app("gymctl head")
     app.state.registry = registry
     router = APIRouter()
@@ -86,15 +95,19 @@ def create_head_app(config: GymConfig | None, registry: Registry | None = None) 
     async def ready() -> JSONResponse:
         missing = registry.missing()
         if missing:
-            return JSONResponse({"status": "starting", "waiting_for": missing}, status_code=503)
+            remote = [n for n in missing if n in registry.remote]
+            return JSONResponse({"status": "starting", "waiting_for": missing, "expected_from_other_hosts": remote}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     for path in ("/health", "/healthz", "/readyz"):
         router.add_api_route(path, ready, methods=["GET"])
 
     @router.post("/register")
-    async def register(body: Registration) -> dict[str, Any]:
-        new = registry.register(body.model_dump())
+    async def register(body: Registration) -> Any:
+        try:
+            new = registry.register(body.model_dump())
+        except RegistrationConflict as e:
+            return JSONResponse({"detail": str(e)}, status_code=409)
         return {"registered": True, "new": new}
 
     @router.post("/deregister")
@@ -117,5 +130,13 @@ def create_head_app(config: GymConfig | None, registry: Registry | None = None) 
         text = "{}\n" if config is None else OmegaConf.to_yaml(OmegaConf.create(public_config(config, registry)))
         return Response(orjson.dumps(text), media_type="application/json")
 
+    @router.get("/prometheus_targets")
+    async def prometheus_targets(request: Request) -> list[dict[str, Any]]:
+        """Prometheus' http_sd: every instance to scrape (gymctl.head.targets)."""
+        from gymctl.head.targets import prometheus_targets as targets
+
+        return targets(registry, request.headers.get("host"))
+
     app.include_router(router)
+    install_head_metrics(app, registry)  # /metrics: the registry's figures and the head's probe round trips
     return app

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class RegistrationConflict(ValueError):
+    """A registration whose URL another instance holds."""
+
+
 @dataclass
 class Entry:
     record: dict[str, Any]
@@ -23,22 +27,37 @@ class Registry:
     """
 
     expected: set[str] = field(default_factory=set)
+    remote: dict[str, str] = field(default_factory=dict)  # expected from another host: name -> server type
     lease_s: float = 6.0
     drop_s: float = 60.0
     entries: dict[tuple[str, str], Entry] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
 
     def register(self, record: dict[str, Any], now: float | None = None) -> bool:
-        """Add or renew; True when this is a new registration."""
+        """Add or renew; True when this is a new registration. RegistrationConflict when another instance
+        holds a current lease on the same URL (two hosts advertising one address and port)."""
         now = now or time.monotonic()
         key = (record["process_name"], record["url"])
         entry = self.entries.get(key)
         if entry is None:
+            self._check_conflict(record, now)
             self.entries[key] = Entry(record, time.time(), now)
             return True
         entry.record = record
         entry.last_seen = now
         return False
+
+    def _check_conflict(self, record: dict[str, Any], now: float) -> None:
+        name, url = record["process_name"], record["url"]
+        for (other, other_url), entry in self.entries.items():
+            if other_url != url or other == name or self.status_of(entry, now) != "healthy":
+                continue
+            if record.get("alias_of") == other or entry.record.get("alias_of") == name:
+                continue  # an alias rides on its agent's URL
+            raise RegistrationConflict(
+                f"{name} advertises {url}, which {other} (pid {entry.record.get('pid')}) already holds: two hosts advertise the "
+                "same address and port. Give each host its own address (the instance's host, or GYMCTL_ADVERTISE_HOST)"
+            )
 
     def deregister(self, process_name: str, url: str | None) -> bool:
         keys = [k for k in self.entries if k[0] == process_name and (url is None or k[1] == url)]

@@ -13,8 +13,10 @@ from typing import Any
 import aiohttp
 
 from gymctl.config.model import GymConfig
+from gymctl.head.registry import Registry
 from gymctl.rollouts.collector import Collector, CollectSpec
 from gymctl.rollouts.stats import RolloutStats, Summary
+from gymctl.runtime.addresses import is_own_address
 from gymctl.runtime.inprocess import RunningDeployment, start, stop, wait_ready
 from gymctl.runtime.signals import capture_signals
 from gymctl.server.settings import ServerSettings
@@ -27,26 +29,75 @@ _ONE_SERVER_ONLY = {"head_url": None, "port": None, "host_url": None}
 async def serve_all(
     cfg: GymConfig, log_level: str, *, settings: ServerSettings | None = None,
     on_ready: Callable[[RunningDeployment, float], None] | None = None, on_stopping: Callable[[], None] | None = None,
+    on_joining: Callable[[str, float], None] | None = None, on_joined: Callable[[str, str, list[str]], None] | None = None,
 ) -> None:
-    """The head and every instance of `cfg` in this process until SIGINT/SIGTERM (a second one exits at once)."""
+    """The head and every instance of `cfg` in this process until SIGINT/SIGTERM (a second one exits at once).
+
+    When `head_server` is not an address of this host, no head starts here: the instances register with the
+    head on that host, waiting for it up to GYMCTL_HEAD_WAIT_S (`on_joining(head_url, seconds)` first). On the
+    head's host, `on_joined(name, event, urls)` tells when an instance expected from another host registers
+    ("joined") or loses its last healthy registration ("left").
+    """
     from gymctl.runtime.loop import tune_gc
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     t0 = time.monotonic()
     settings = (settings or ServerSettings.from_env()).model_copy(update={**_ONE_SERVER_ONLY, "log_level": log_level})
-    dep = await start(cfg, settings=settings)
+    head_here = is_own_address(cfg.head_host)  # else: a worker; its instances join the head on another host
+    dep = await start(cfg, settings=settings, with_head=head_here)
     tune_gc()
     stopping = asyncio.Event()
+    watcher: asyncio.Task[None] | None = None
     try:
         with capture_signals(lambda sig: stopping.set()):
-            await wait_ready(dep)
+            if not head_here and on_joining:
+                on_joining(dep.head_url, settings.head_wait_s)
+            await _until_registered(dep, settings.head_wait_s if not head_here else 30.0, stopping)
+            if stopping.is_set():
+                return
             if on_ready:
                 on_ready(dep, time.monotonic() - t0)
+            if dep.registry is not None and cfg.remote and on_joined:
+                watcher = asyncio.create_task(watch_remote(dep.registry, cfg.remote, on_joined, stopping))
             await stopping.wait()
             if on_stopping:
                 on_stopping()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await stop(dep)
+
+
+async def _until_registered(dep: RunningDeployment, timeout_s: float, stopping: asyncio.Event) -> None:
+    """wait_ready, given up early (without an error) when a signal asks to stop meanwhile."""
+    waiting = asyncio.ensure_future(wait_ready(dep, timeout_s))
+    stop_wait = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait([waiting, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop_wait.cancel()
+    if waiting.done():
+        waiting.result()  # raises what wait_ready raised
+    else:
+        waiting.cancel()
+
+
+async def watch_remote(registry: Registry, remote: dict[str, str], on_joined: Callable[[str, str, list[str]], None],
+                       stopping: asyncio.Event, interval_s: float = 0.5) -> None:
+    """Tell when instances expected from other hosts register with the head here, and when they leave."""
+    known: dict[str, list[str]] = {}
+    while not stopping.is_set():
+        healthy: dict[str, list[str]] = {}
+        for item in registry.instances():
+            if item["process_name"] in remote and item["status"] == "healthy":
+                healthy.setdefault(item["process_name"], []).append(item["url"])
+        for name in remote:
+            before, now = known.get(name, []), healthy.get(name, [])
+            if now != before:
+                on_joined(name, "joined" if len(now) >= len(before) else "left", now)
+        known = healthy
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval_s)
 
 
 async def head_alive(session: aiohttp.ClientSession, head_url: str, timeout_s: float = 2.0) -> bool:

@@ -7,15 +7,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
-from gymctl.config.model import GymConfig
+from gymctl.config.model import DEFAULT_HEAD_PORT, GymConfig
 from gymctl.errors import ConfigError, StartupError, WaitTimeoutError
 from gymctl.head.app import create_head_app, expected_instances
 from gymctl.head.registry import Registry
 from gymctl.polling import poll_until
-from gymctl.runtime.addresses import bind_and_advertise
+from gymctl.runtime.addresses import bind_and_advertise, check_advertised
 from gymctl.server.asgi_dispatch import asgi_request
 from gymctl.server.client import ServerClient
 from gymctl.server.kit import ServerKit, add_health_routes, wrap_app
@@ -82,7 +83,22 @@ def _build_app(config: GymConfig, name: str, kit: ServerKit) -> Any:
     return app
 
 
-def _bind_all(config: GymConfig, served: list[str], settings: ServerSettings, with_head: bool) -> tuple[Any, dict[str, Any]]:
+def addresses(config: GymConfig, served: list[str], settings: ServerSettings, head_url: str) -> dict[str, tuple[str, str]]:
+    """(bind, advertise) per served instance; ConfigError for one that would advertise loopback to a head on another host."""
+    head = urlsplit(head_url)
+    head_host, head_port = head.hostname or config.head_host, head.port or config.head_port or DEFAULT_HEAD_PORT
+    out = {}
+    for name in served:
+        spec = config.instances[name]
+        bind, advertise = bind_and_advertise(spec.host, settings.bind_host, settings.advertise_host, head_host=head_host, head_port=head_port)
+        check_advertised(name, spec.key_path, advertise, head_url, head_host)
+        out[name] = (bind, advertise)
+    return out
+
+
+def _bind_all(
+    config: GymConfig, served: list[str], settings: ServerSettings, with_head: bool, binds: dict[str, tuple[str, str]],
+) -> tuple[Any, dict[str, Any]]:
     """Bind every socket first (port 0: the port the kernel gives); on any failure close what was bound."""
     sockets: dict[str, Any] = {}
     head_sock = None
@@ -91,8 +107,7 @@ def _bind_all(config: GymConfig, served: list[str], settings: ServerSettings, wi
             head_sock = bind_socket(settings.bind_host or config.head_host, config.head_port, "head_server")
         for name in served:
             spec = config.instances[name]
-            bind, _ = bind_and_advertise(spec.host, settings.bind_host, settings.advertise_host)
-            sockets[name] = bind_socket(bind, settings.port or spec.port, f"{spec.key_path}.port")
+            sockets[name] = bind_socket(binds[name][0], settings.port or spec.port, f"{spec.key_path}.port")
     except Exception:
         for sock in [head_sock, *sockets.values()]:
             if sock is not None:
@@ -132,8 +147,9 @@ async def start(
             name: ServerKit(instance=name, server_type=config.instances[name].server_type, impl=config.instances[name].impl, client=client, global_config=resolved)
             for name in served
         }
+        binds = addresses(config, served, settings, head_url)
         apps = {name: _build_app(config, name, kits[name]) for name in served}
-        head_sock, sockets = _bind_all(config, served, settings, with_head)
+        head_sock, sockets = _bind_all(config, served, settings, with_head, binds)
         if head_sock is not None:
             # Head port 0: the kernel chose; everything that names the head learns the real port now, before anyone registers.
             bound_url = _adopt_head_port(config, resolved, head_sock.getsockname()[1])
@@ -155,8 +171,8 @@ async def start(
         for name in served:
             spec = config.instances[name]
             port = sockets[name].getsockname()[1]
-            _, advertise = bind_and_advertise(spec.host, settings.bind_host, settings.advertise_host)
-            url = f"http://{advertise}:{port}"
+            advertise = binds[name][1]
+            url = f"http://{_url_host(advertise)}:{port}"
             local[name] = apps[name]  # in-process calls skip auth: they never leave the process
             server = make_server(wrap_app(apps[name], token), log_level=settings.log_level)
             rs = RunningServer(name, url, port, server)
@@ -186,6 +202,10 @@ async def start(
     dep.registrar = Registrar(_registration_sender(head_app, head_url, client, token), records, interval_s=settings.heartbeat_s, head_url=head_url)
     dep.registrar.start()
     return dep
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _adopt_head_port(config: GymConfig, resolved: dict[str, Any], port: int) -> str:
@@ -231,10 +251,23 @@ async def stop(dep: RunningDeployment) -> None:
 
 
 async def wait_ready(dep: RunningDeployment, timeout_s: float = 30.0) -> None:
-    """Until the registrar has registered everything (the head's readiness when it lives here)."""
-    if dep.registrar is None:
+    """Until the registrar has registered everything: WaitTimeoutError after `timeout_s` (where it looked, the last
+    error), StartupError at once when the head refuses (wrong token, an address another instance holds)."""
+    reg = dep.registrar
+    if reg is None:
         return
+    waits = [asyncio.ensure_future(reg.registered.wait()), asyncio.ensure_future(reg.refused_event.wait())]
     try:
-        await asyncio.wait_for(dep.registrar.registered.wait(), timeout_s)
-    except TimeoutError:
-        raise WaitTimeoutError(f"registration with the head at {dep.head_url}", timeout_s, "is the head up?") from None
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    if reg.registered.is_set():
+        return
+    if reg.refused:
+        raise StartupError(reg.refused)
+    detail = f"last: {reg.last_error}; " if reg.last_error else ""
+    raise WaitTimeoutError(
+        f"registration with the head at {dep.head_url}", timeout_s,
+        f"{detail}is it up? Start the head's host first (its config's head_server is this one's), or check head_server in this config",
+    ) from None

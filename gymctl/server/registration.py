@@ -50,6 +50,9 @@ class Registrar:
         self.interval_s = interval_s
         self.head_url = head_url
         self.registered = asyncio.Event()
+        self.refused: str | None = None  # why the head refused us (401, 409): waiting longer will not help
+        self.refused_event = asyncio.Event()
+        self.last_error = ""  # the last reason the head could not be reached
         self._task: asyncio.Task[None] | None = None
         self._warned = False
 
@@ -59,21 +62,37 @@ class Registrar:
             for record in self.records:
                 status = await self.send("/register", record)
                 if status == 401:
-                    log.error("head at %s refused registration: wrong or missing GYMCTL_AUTH_TOKEN", self.head_url)
+                    self._refuse(f"head at {self.head_url} refused registration: wrong or missing GYMCTL_AUTH_TOKEN")
+                    return False
+                if status == 409:
+                    self._refuse(
+                        f"head at {self.head_url} refused {record['process_name']}: another instance already holds {record['url']} "
+                        "(two hosts advertise the same address and port); give each host its own address "
+                        "(the instance's host, or GYMCTL_ADVERTISE_HOST)"
+                    )
                     return False
                 if status >= 300:
                     log.error("head at %s refused registration of %s: HTTP %s", self.head_url, record["process_name"], status)
                     return False
         except Exception as e:  # noqa: BLE001 -- the head is away (or failing): keep serving, retry
+            self.last_error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             if not self._warned:
                 log.warning("head at %s unreachable (%s); retrying in the background", self.head_url, type(e).__name__)
                 self._warned = True
             return False
+        self.refused = None
+        self.refused_event.clear()
         if self._warned:
             log.warning("head at %s reachable again; registered", self.head_url)
             self._warned = False
         self.registered.set()
         return True
+
+    def _refuse(self, reason: str) -> None:
+        if self.refused != reason:
+            log.error("%s", reason)
+        self.refused = reason
+        self.refused_event.set()
 
     async def run(self) -> None:
         """Heartbeat every `interval_s`; while the head refuses or is away, retry sooner, backing off up to `interval_s`."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
@@ -27,6 +27,7 @@ class ServerSettings(BaseSettings):
     heartbeat_s: float = 2.0
     lease_s: float = 6.0  # no heartbeat for this long -> unhealthy
     drop_s: float = 60.0  # ... and for this long -> dropped from the registry
+    head_wait_s: float = 120.0  # a process whose head lives on another host waits this long for it at start
     advertise_host: str | None = None  # the address peers use (a compose service name, a routable IP)
     bind_host: str | None = None  # the address to listen on (0.0.0.0 in containers)
     port: int | None = None  # fixed listening port (containers: 8000)
@@ -39,6 +40,11 @@ class ServerSettings(BaseSettings):
     servers_dir: str | None = None  # the directory holding <server_type>/<impl>/ trees (gymctl.config.paths)
     project: str | None = None  # the CLI's compose project (stack) name when -p is not given
     base_image: str | None = None  # `gymctl build` / `up --build`: the base image when --base-image is not given
+    metrics: bool = True  # GYMCTL_METRICS=0: no /metrics middleware (gymctl.server.metrics)
+    monitoring_public: bool = True  # /metrics, /prometheus_targets and /ui need no token (gymctl.monitoring.public)
+    log_format: str = "text"  # `json`: one JSON object per line (gymctl.server.logformat)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1)  # larger request bodies are answered 413 unread
+    request_timeout_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)  # a request not whole by then: connection closed
 
     @field_validator("log_level")
     @classmethod
