@@ -32,6 +32,7 @@ SERVER_REQUIREMENTS = (
     "PyYAML>=6",
     "orjson>=3.9",
     "typer>=0.12",
+    "prometheus-client>=0.20",
 )
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", "venv", "tests", ".pytest_cache", "*.egg-info")
 # Container tooling runs on the host, never in a server image (the CLI skips verbs whose module is absent):

@@ -13,8 +13,9 @@ import orjson
 from fastapi import FastAPI
 from fastapi.responses import Response
 
-from gymctl.server.auth import BearerAuthMiddleware
+from gymctl.server.auth import PROBE_PATHS, BearerAuthMiddleware
 from gymctl.server.client import ServerClient
+from gymctl.server.metrics import install_server_metrics, open_paths
 
 
 @dataclass
@@ -68,8 +69,9 @@ def add_health_routes(app: FastAPI, kit: ServerKit) -> None:
     for path in ("/", "/health"):
         if path not in paths:
             app.add_api_route(path, health, methods=["GET"], include_in_schema=False)
+    install_server_metrics(app, kit.instance, kit.server_type, kit.impl)  # /metrics; in-process calls counted too
 
 
 def wrap_app(app: Any, token: str | None) -> Any:
     """The ASGI app as served: auth in front when a token is set."""
-    return BearerAuthMiddleware(app, token) if token else app
+    return BearerAuthMiddleware(app, token, open_paths(PROBE_PATHS)) if token else app
