@@ -10,7 +10,7 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 # These folders stay at the repository root (the design card's layout); gymctl.config.paths finds either copy.
-SHIPPED = ("servers", "compose_templates", "images")
+SHIPPED = ("servers", "compose_templates", "images", "monitoring")
 # Tests, caches, virtualenvs and the local build context (images/.context) are not shipped.
 SKIP = shutil.ignore_patterns("__pycache__", "*.py[cod]", ".*", "venv", "tests", "*.egg-info")
 

@@ -10,7 +10,7 @@ REPO_ROOT = PACKAGE_ROOT.parent
 # A wheel carries servers/, compose_templates/ and images/ here (setup.py maps them in at build time);
 # a checkout (editable install) has no such folder and uses the repository's own.
 BUNDLED = "_bundled"
-SHIPPED = ("servers", "compose_templates", "images")
+SHIPPED = ("servers", "compose_templates", "images", "monitoring")
 
 
 def _bundled_root() -> Path | None:
