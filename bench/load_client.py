@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import math
+import random
 import resource
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class LoadResult:
     completed_at: list[float] = field(default_factory=list)  # seconds from the start, successes only
     failed_at: list[float] = field(default_factory=list)  # seconds from the start, when each failure was seen
     last_issue_s: float = 0.0  # when the last request was sent
+    deferred: int = 0  # 503 + Retry-After answers (a server at its admission limit) waited out and sent again
 
     def steady_rate(self, from_s: float) -> float:
         """Little's law over the rollouts started at or after `from_s` (the ramp's end) while every worker was
@@ -78,7 +80,7 @@ class LoadResult:
         return {"requests": self.requests, "concurrency": self.concurrency, "elapsed_s": round(self.elapsed_s, 3),
                 "succeeded": self.succeeded, "failures": self.failures,
                 "rollouts_per_s": round(self.rollouts_per_s, 2), "p50_ms": round(self.p50_ms, 2),
-                "p99_ms": round(self.p99_ms, 2), "failure_samples": self.failure_samples}
+                "p99_ms": round(self.p99_ms, 2), "deferred": self.deferred, "failure_samples": self.failure_samples}
 
 
 def load_rows(path: Path | str = DEFAULT_DATA) -> list[dict]:
@@ -115,7 +117,7 @@ async def run_load(url: str, rows: list[dict], requests: int, concurrency: int, 
     own = session is None
     if session is None:
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, force_close=False, keepalive_timeout=600),
+            connector=aiohttp.TCPConnector(limit=0, force_close=False, keepalive_timeout=4),  # below every server's keep-alive
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         )
 
@@ -130,12 +132,18 @@ async def run_load(url: str, rows: list[dict], requests: int, concurrency: int, 
             if next_index == requests:
                 result.last_issue_s = started - t0
             try:
-                async with session.post(url, data=bodies[i % len(bodies)],
-                                        headers={"Content-Type": "application/json"}) as resp:
-                    raw = await resp.read()
-                    if resp.status != 200:
-                        raise RuntimeError(f"HTTP {resp.status}: {raw[:200]!r}")
-                    json.loads(raw)
+                while True:  # a busy server's 503 + Retry-After is waited out (standard HTTP; NeMo Gym never sends it)
+                    async with session.post(url, data=bodies[i % len(bodies)],
+                                            headers={"Content-Type": "application/json"}) as resp:
+                        raw = await resp.read()
+                        wait = resp.headers.get("Retry-After") if resp.status == 503 else None
+                        if wait is None or time.perf_counter() - started > timeout_s:
+                            if resp.status != 200:
+                                raise RuntimeError(f"HTTP {resp.status}: {raw[:200]!r}")
+                            json.loads(raw)
+                            break
+                    result.deferred += 1
+                    await asyncio.sleep(float(wait) * random.uniform(0.5, 1.5))
                 done = time.perf_counter()
                 result.latencies_ms.append((done - started) * 1000.0)
                 result.completed_at.append(done - t0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,9 +30,12 @@ from gymctl.rollouts.resume import ROLLOUT_INDEX, TASK_INDEX, ResumeState, scan_
 from gymctl.rollouts.stats import RolloutStats, Summary, process_cpu_s
 from gymctl.rollouts.tasks import RESPONSES_CREATE_PARAMS, Task, count_tasks, iter_tasks
 from gymctl.rollouts.writer import JsonlAppender
+from gymctl.server.client import retry_after
 
-# The request never reached a live agent (refused, or a pooled connection the server had just closed): try again.
-_RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError)
+# The request never reached a live agent (refused, no route): try again. A connection lost mid-request may have
+# started the rollout, so it is recorded as failed (a rerun retries it), never sent twice; a pooled connection is
+# never reused past the agent's keep-alive (gymctl.server.response.CLIENT_KEEPALIVE_S).
+_RETRYABLE = (aiohttp.ClientConnectorError,)
 
 Progress = RolloutStats
 CollectResult = Summary
@@ -62,6 +66,9 @@ class CollectSpec:
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise UsageError(f"--timeout {self.timeout_s}: give a positive number of seconds")
         check_paths(self.input_path, self.output_path)
+        from gymctl.server.capacity import client_connections_fit
+
+        client_connections_fit(self.concurrency)  # one connection per rollout in flight
 
 
 class Collector:
@@ -174,7 +181,14 @@ class Collector:
                 async with self.session.post(self._run_url, data=data, headers=self.headers, timeout=self._timeout) as r:
                     raw = await r.read()
                     status = r.status
-                break
+                    busy = retry_after(status, r.headers)
+                if busy is None:
+                    break
+                # The agent is at its limit and did not start the rollout: wait as asked (jittered), within --timeout.
+                if self.spec.timeout_s is not None and time.monotonic() - started + busy > self.spec.timeout_s:
+                    break
+                self.stats.deferred += 1
+                await asyncio.sleep(busy * random.uniform(0.5, 1.5))
             except _RETRYABLE as e:
                 attempt += 1
                 if not self._retry.allows(attempt):

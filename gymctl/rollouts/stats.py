@@ -32,6 +32,7 @@ class RolloutStats:
     resumed: int = 0  # pairs already in the output when it started
     done: int = 0
     failed: int = 0
+    deferred: int = 0  # answers "busy" (503 + Retry-After) waited out and tried again
     reward_sum: float = 0.0
     rewarded: int = 0
     started: float = field(default_factory=time.monotonic)

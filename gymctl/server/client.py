@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from typing import Any
 
@@ -29,8 +30,11 @@ log = logging.getLogger("gymctl.client")
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 __all__ = ["ServerClient", "ServerResponse", "new_session"]
-# Connection failures worth another try: the request never reached a server.
+# Connection failures: a refused/failed connect never reached the server and is tried again; a connection lost
+# mid-request may have reached it, so only a request without side effects (GET) is sent again.
 _RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionResetError)
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+BUSY_WAIT_S = 120.0  # how long a call keeps waiting out 503 + Retry-After (a server at its limit) before failing
 _HEAD_BACKOFF = RetryPolicy(first_s=0.1, factor=2.0, max_s=1.0)  # while waiting for the head to answer
 
 
@@ -84,7 +88,10 @@ class ServerClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = new_session()
+            from gymctl.server.capacity import from_settings
+
+            bound = from_settings().upstream_connections  # per upstream and in all: the process stays inside its open files
+            self._session = new_session(limit=bound, per_host=bound)
         return self._session
 
     async def close(self) -> None:
@@ -230,6 +237,7 @@ class ServerClient:
         while True:
             replica = pool.pick(key)
             failed: BaseException | None = None
+            busy: float | None = None
             replica.inflight += 1
             self._inflight += 1
             if task is not None:
@@ -239,9 +247,16 @@ class ServerClient:
             try:
                 async with self.session.request(method, replica.url + path, data=body or None, headers=headers, timeout=ctimeout) as r:
                     data = await r.read()
-                    return ServerResponse(r.status, data, dict(r.headers), parse_set_cookies(r.headers.getall("Set-Cookie", [])), server_name, path)
+                    busy = retry_after(r.status, r.headers)
+                    if busy is None or time.monotonic() - started + busy > BUSY_WAIT_S:
+                        return ServerResponse(r.status, data, dict(r.headers), parse_set_cookies(r.headers.getall("Set-Cookie", [])), server_name, path)
             except _RETRYABLE as e:
                 pool.mark_down(replica)
+                if not isinstance(e, aiohttp.ClientConnectorError) and method not in _IDEMPOTENT:
+                    raise ServerError(
+                        f"{server_name} at {replica.url} lost the connection during {method} {path} ({type(e).__name__}: {e}); "
+                        "not sent again: the server may have acted on it", server=server_name,
+                    ) from None
                 failed = e
             except asyncio.CancelledError:
                 if task is None or task not in replica.cancelled:
@@ -260,6 +275,9 @@ class ServerClient:
                 self._inflight -= 1
                 if task is not None:
                     replica.tasks.discard(task)
+            if failed is None and busy is not None:  # a 503 with Retry-After: the server is at its limit and did not take the call
+                await asyncio.sleep(busy * random.uniform(0.5, 1.5))
+                continue
             attempt += 1
             waited = time.monotonic() - started
             # A refused connection never reached the server: keep trying through a restart (retry.window_s).
@@ -290,3 +308,19 @@ class ServerClient:
             else:
                 hdrs[name] = v.decode()
         return ServerResponse(status, data, hdrs, parse_set_cookies(set_cookies), server_name, path)
+
+
+def retry_after(status: int, headers: Any) -> float | None:
+    """Seconds to wait when a reply is a busy server's 503 with Retry-After (gymctl.server.admission), else None.
+
+    A 503 without the header (a replica lost, an app's own error) is an answer, not an invitation to retry.
+    """
+    if status != 503:
+        return None
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return min(max(float(value), 0.05), 30.0)
+    except ValueError:
+        return 1.0  # an HTTP date: wait a second and ask again

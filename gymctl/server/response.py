@@ -8,6 +8,7 @@ import aiohttp
 import orjson
 
 from gymctl.errors import ServerError
+from gymctl.server.credentials import redact_text
 
 
 class ServerResponse:
@@ -32,14 +33,24 @@ class ServerResponse:
 
     def raise_for_status(self) -> ServerResponse:
         if not self.ok:
-            text = self.body[:500].decode(errors="replace")
+            text = redact_text(self.body[:500].decode(errors="replace"))  # an upstream URL's password never reaches a log
             raise ServerError(f"{self.server} {self.path} answered {self.status}: {text}", server=self.server, status=self.status)
         return self
 
 
-def new_session(limit: int = 0) -> aiohttp.ClientSession:
-    """One pooled keep-alive session; no shared cookie jar (cookies travel per rollout, explicitly)."""
-    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300, keepalive_timeout=30, enable_cleanup_closed=True)
+# A pooled connection idle this long is closed by the client before any server closes it: below uvicorn's
+# default keep-alive (5 s: NeMo Gym's servers, vLLM) and gymctl's (75 s), so a request never goes out on a
+# connection the server is closing (the race a blind retry would otherwise have to cover).
+CLIENT_KEEPALIVE_S = 4.0
+
+
+def new_session(limit: int = 0, per_host: int = 0) -> aiohttp.ClientSession:
+    """One pooled keep-alive session; no shared cookie jar (cookies travel per rollout, explicitly).
+
+    `limit` / `per_host` bound the connections in use (0: no bound); a request beyond waits for one.
+    """
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=per_host, ttl_dns_cache=300, keepalive_timeout=CLIENT_KEEPALIVE_S,
+                                     enable_cleanup_closed=True)
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),

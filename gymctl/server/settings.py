@@ -45,6 +45,9 @@ class ServerSettings(BaseSettings):
     log_format: str = "text"  # `json`: one JSON object per line (gymctl.server.logformat)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1)  # larger request bodies are answered 413 unread
     request_timeout_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)  # a request not whole by then: connection closed
+    max_concurrency: int | None = Field(default=None, ge=1)  # requests in flight per server before 503 + Retry-After (gymctl.server.capacity)
+    upstream_connections: int | None = Field(default=None, ge=1)  # a server's outbound connections per upstream; more calls wait
+    retry_after_s: int = Field(default=1, ge=0, le=3600)  # the Retry-After a busy server sends
 
     @field_validator("log_level")
     @classmethod
