@@ -15,6 +15,11 @@
     +-- DockerError              the Docker CLI or engine failed (.argv .returncode .stderr)
     |   +-- DockerUnavailableError   no engine or no Compose v2, and how to get it
     +-- StackNotUpError          restart/logs/ps on a stack that is not up (gymctl.docker.stack)
+    +-- RayError                 Ray, for gymctl.ray and --topology ray
+        +-- RayNotInstalledError     the `ray` package is missing (also an ImportError): pip install 'gymctl[ray]'
+        +-- RayUnreachableError      no Ray cluster answers at ray_head_node_address (.address .waited_s)
+        +-- RayVersionMismatchError  the cluster runs another Ray or Python version (.ours .cluster)
+        +-- RayPlacementError        no node of the cluster offers what an actor asks for (.resources)
 """
 
 from __future__ import annotations
@@ -39,6 +44,17 @@ class GymctlError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled whole (message and attributes), whatever __init__ takes: errors cross process and Ray actor boundaries intact.
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _rebuild(cls: type[GymctlError], message: str, state: dict[str, object]) -> GymctlError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(GymctlError):
@@ -172,3 +188,52 @@ class WaitTimeoutError(NotReadyError):
         self.what = what
         self.waited_s = waited_s
         self.detail = detail
+
+
+class RayError(GymctlError):
+    """Ray is missing, unreachable, of another version, or cannot place an actor."""
+
+
+class RayNotInstalledError(RayError, ImportError):
+    """The `ray` package is not installed (catchable as ImportError too)."""
+
+    def __init__(self, what: str = "gymctl.ray") -> None:
+        super().__init__(f"{what} needs Ray, which is not installed here; install it with: pip install 'gymctl[ray]'")
+
+
+class RayUnreachableError(RayError):
+    """No Ray cluster answered at the given address in time."""
+
+    def __init__(self, address: str, waited_s: float, detail: str = "") -> None:
+        super().__init__(
+            f"no Ray cluster answers at ray_head_node_address={address} after {waited_s:.0f} s" + (f" ({detail})" if detail else "")
+            + "; is the cluster up (ray status --address " + address + ")? Give its GCS address (host:port, default port 6379),"
+            " or leave ray_head_node_address unset to start a local cluster"
+        )
+        self.address = address
+        self.waited_s = waited_s
+
+
+class RayVersionMismatchError(RayError):
+    """This process and the cluster run different Ray or Python versions."""
+
+    def __init__(self, address: str, ours: str, cluster: str) -> None:
+        super().__init__(
+            f"the Ray cluster at {address} runs {cluster}, this process {ours}; Ray requires the same Ray and Python "
+            "versions on every node and driver: install the cluster's versions here (pip install ray==VERSION) or run gymctl "
+            "from the trainer's environment"
+        )
+        self.ours = ours
+        self.cluster = cluster
+
+
+class RayPlacementError(RayError):
+    """No node of the cluster offers the resources an actor asks for (it would stay pending forever)."""
+
+    def __init__(self, who: str, resources: dict[str, float], offered: str) -> None:
+        asked = ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()))
+        super().__init__(
+            f"{who} asks for {asked}, which no node of the Ray cluster offers (nodes offer: {offered}); add a node that has it "
+            "(ray start --resources '{\"NAME\": N}') or change the instance's gpus / ray_resources"
+        )
+        self.resources = resources

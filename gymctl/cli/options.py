@@ -13,7 +13,7 @@ from gymctl.config.model import GymConfig, load_config
 # Closed sets. Each equals its library twin (tests/unit/test_cli_options.py checks): compose topologies =
 # gymctl.compose.model.TOPOLOGIES, restart policies = gymctl.runtime.separated.RESTART_POLICIES.
 ComposeTopology = Literal["all-in-one", "separated", "multi-host"]
-RunTopology = Literal["all-in-one", "separated"]
+RunTopology = Literal["all-in-one", "separated", "ray"]
 RestartPolicy = Literal["no", "on-failure"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]  # what uvicorn accepts
 
@@ -40,7 +40,8 @@ TopologyOpt = Annotated[
 ]
 RunTopologyOpt = Annotated[
     RunTopology,
-    typer.Option("--topology", "-t", help="all-in-one: every server in this process; separated: one process per instance."),
+    typer.Option("--topology", "-t", help="all-in-one: every server in this process; separated: one process per instance; "
+                 "ray: one Ray actor per instance (gymctl[ray]; joins ray_head_node_address, else starts a local cluster)."),
 ]
 RestartOpt = Annotated[RestartPolicy, typer.Option("--restart", help="separated: restart policy for crashed instances.")]
 

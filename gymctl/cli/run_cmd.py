@@ -47,6 +47,12 @@ def run(
                                log_dir=log_dir, restart=restart, log_level=log_level))
     from gymctl.runtime.loop import run as run_loop
 
+    if topology == "ray":
+        from gymctl.cli.console import print_processes
+        from gymctl.runtime.ray_run import serve_ray
+
+        run_loop(serve_ray(config, sets, overrides, log_level=log_level, on_ready=print_processes))
+        return
     replicated = sorted(n for n in cfg.instances if cfg.deployment_of(n).replicas > 1)
     if replicated:
         print(f"gymctl: all-in-one serves each instance once; replicas of {', '.join(replicated)} need --topology separated", file=sys.stderr, flush=True)

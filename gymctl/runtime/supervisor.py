@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -85,9 +86,12 @@ class Supervisor:
             child.signal_group(signal.SIGKILL)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def run(self) -> int:
-        """Supervise until SIGINT/SIGTERM (captured meanwhile, restored after) or a start-up failure; the exit code."""
-        with capture_signals(self._on_stop, self._on_force):
+    async def run(self, *, handle_signals: bool = True) -> int:
+        """Supervise until SIGINT/SIGTERM (captured meanwhile, restored after) or a start-up failure; the exit code.
+
+        `handle_signals=False`: a library caller (gymctl.api, a Ray actor's thread) stops it by `stop_event` instead.
+        """
+        with capture_signals(self._on_stop, self._on_force) if handle_signals else contextlib.nullcontext():
             for child in self.children:
                 await child.attach()
             self._watchers = [asyncio.create_task(self._watch(c)) for c in self.children]

@@ -15,6 +15,8 @@ from tests.conftest import REPO
 
 # Imported only inside `try: ... except ImportError` (a speed-up, never required).
 OPTIONAL = {"uvloop"}
+# Imported only where that feature is used (never at start-up): declared by an extra, not the core install.
+EXTRA_ONLY = {"ray": "ray"}  # module -> extra
 
 
 def _declared() -> dict[str, Requirement]:
@@ -41,6 +43,10 @@ def test_every_import_in_gymctl_is_a_declared_dependency():
     missing = {}
     for module, where in _third_party_imports().items():
         if module in OPTIONAL:
+            continue
+        if module in EXTRA_ONLY:
+            extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"][EXTRA_ONLY[module]]
+            assert any(canonicalize_name(Requirement(r).name) == module for r in extra), f"{module} is not in the {EXTRA_ONLY[module]} extra"
             continue
         dists = {canonicalize_name(d) for d in owners.get(module, [module])}
         if not dists & set(declared):
