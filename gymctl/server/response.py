@@ -8,7 +8,6 @@ import aiohttp
 import orjson
 
 from gymctl.errors import ServerError
-from gymctl.server.credentials import redact_text
 
 
 class ServerResponse:
@@ -33,7 +32,7 @@ class ServerResponse:
 
     def raise_for_status(self) -> ServerResponse:
         if not self.ok:
-            text = redact_text(self.body[:500].decode(errors="replace"))  # an upstream URL's password never reaches a log
+            text = self.body[:500].decode(errors="replace")
             raise ServerError(f"{self.server} {self.path} answered {self.status}: {text}", server=self.server, status=self.status)
         return self
 
