@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Tests CI must really run: under CI=true a skip of a test with one of these markers fails the run.
-MUST_RUN_IN_CI = {"docker": "a Docker test", "nemo_gym": "a NeMo Gym compatibility test"}
+MUST_RUN_IN_CI = {"docker": "a Docker test", "nemo_gym": "a NeMo Gym compatibility test", "netns": "a multi-host test (network namespaces)"}
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -30,7 +30,15 @@ class Config(BaseModel):
 def _as_input_list(value: Any) -> list[Any]:
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
-    return list(value or [])
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise HTTPException(status_code=422, detail=[{"loc": ["body", "input"], "msg": "input must be a string or a list of objects", "type": "type_error"}])
+    return list(value)
+
+
+# A model server's 4xx is about the request the agent passed on (the task's own fields): the caller's to fix.
+CALLER_STATUSES = frozenset({400, 413, 422})
 
 
 def _tool_output(status: int, body: bytes) -> str:
@@ -47,6 +55,11 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
     @app.exception_handler(ReplicaLostError)
     async def replica_lost(request: Request, e: ReplicaLostError) -> JSONResponse:
         return JSONResponse({"detail": str(e), "error": "ReplicaLostError"}, status_code=503)
+
+    @app.exception_handler(GymctlError)
+    async def peer_failed(request: Request, e: GymctlError) -> JSONResponse:
+        # A peer unreachable or lost mid-call (a worker killed, its link cut): the rollout fails with the reason, typed.
+        return JSONResponse({"detail": str(e), "error": type(e).__name__}, status_code=502)
     router = APIRouter()
     client = kit.client
     model_name = config.model_server.name
@@ -65,10 +78,12 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
             body = {**params, "input": base_input + new_outputs}
             r = await client.post(model_name, "/v1/responses", json=body, cookies=model_cookies or None, timeout=config.model_timeout_s, affinity=affinity)
             if r.status != 200:
-                raise HTTPException(status_code=502, detail=f"model server {model_name} answered {r.status}: {r.body[:500].decode(errors='replace')}")
+                raise HTTPException(status_code=r.status if r.status in CALLER_STATUSES else 502, detail=f"model server {model_name} answered {r.status}: {r.body[:500].decode(errors='replace')}")
             model_cookies.update(r.cookies)
             response = r.json()
-            output = response.get("output") or []
+            if not isinstance(response, dict) or not isinstance(response.get("output") or [], list):
+                raise HTTPException(status_code=502, detail=f"model server {model_name} answered 200 with a body that is not a Responses object")
+            output = [item for item in response.get("output") or [] if isinstance(item, dict)]
             new_outputs.extend(output)
             for k, v in (response.get("usage") or {}).items():
                 if isinstance(v, int):
@@ -103,6 +118,8 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
     @router.post("/v1/responses")
     async def responses(request: Request) -> dict[str, Any]:
         params = await _json_body(request)
+        if not isinstance(params, dict):
+            raise HTTPException(status_code=422, detail=[{"loc": ["body"], "msg": "the body must be a JSON object (Responses create params)", "type": "type_error"}])
         response, _ = await loop(params, dict(request.cookies), request.headers.get("cookie") or f"r{next(rollouts)}")
         return response
 
