@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,10 @@ class GymActorImpl:
         if self.deployment is None:
             raise UsageError("GymActor is not started (or Ray restarted it, which starts no servers): call start() first")
         return self.deployment
+
+    async def node(self) -> dict[str, Any]:
+        """Where the actor runs: {node_ip, node_id, pid} (what `ray list actors` would say, without the dashboard)."""
+        return {"node_ip": str(ray.util.get_node_ip_address()), "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}  # type: ignore[no-untyped-call]
 
     async def head_url(self) -> str:
         return self._running().head_url
