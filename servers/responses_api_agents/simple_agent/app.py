@@ -78,7 +78,8 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
             body = {**params, "input": base_input + new_outputs}
             r = await client.post(model_name, "/v1/responses", json=body, cookies=model_cookies or None, timeout=config.model_timeout_s, affinity=affinity)
             if r.status != 200:
-                raise HTTPException(status_code=r.status if r.status in CALLER_STATUSES else 502, detail=f"model server {model_name} answered {r.status}: {r.body[:500].decode(errors='replace')}")
+                raise HTTPException(status_code=r.status if r.status in CALLER_STATUSES else 502,
+                                    detail=f"model server {model_name} answered {r.status}: {r.body[:500].decode(errors='replace')}")
             model_cookies.update(r.cookies)
             response = r.json()
             if not isinstance(response, dict) or not isinstance(response.get("output") or [], list):
