@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from gymctl.server.admission import admitted_app
 from gymctl.server.auth import PROBE_PATHS, BearerAuthMiddleware
 from gymctl.server.client import ServerClient
+from gymctl.server.limits import limited_app
 from gymctl.server.metrics import install_server_metrics, open_paths
 
 
@@ -74,5 +75,6 @@ def add_health_routes(app: FastAPI, kit: ServerKit) -> None:
 
 
 def wrap_app(app: Any, token: str | None) -> Any:
-    """The ASGI app as served: admission control (gymctl.server.admission) outermost, auth in front when a token is set."""
-    return admitted_app(BearerAuthMiddleware(app, token, open_paths(PROBE_PATHS)) if token else app)  # 503 + Retry-After at the limit
+    """The ASGI app as served: admission control (gymctl.server.admission) outermost, then the body-size limit
+    (gymctl.server.limits), auth in front when a token is set."""
+    return admitted_app(limited_app(BearerAuthMiddleware(app, token, open_paths(PROBE_PATHS)) if token else app))  # 503 + Retry-After at the limit

@@ -8,6 +8,7 @@ import aiohttp
 import orjson
 
 from gymctl.errors import ServerError
+from gymctl.server.credentials import redact_text
 
 
 class ServerResponse:
@@ -32,7 +33,7 @@ class ServerResponse:
 
     def raise_for_status(self) -> ServerResponse:
         if not self.ok:
-            text = self.body[:500].decode(errors="replace")
+            text = redact_text(self.body[:500].decode(errors="replace"))  # an upstream URL's password never reaches a log
             raise ServerError(f"{self.server} {self.path} answered {self.status}: {text}", server=self.server, status=self.status)
         return self
 

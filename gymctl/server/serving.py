@@ -11,6 +11,7 @@ from typing import Any
 import uvicorn
 
 from gymctl.errors import PortInUseError
+from gymctl.server.limits import http_protocol
 
 KEEP_ALIVE_S = 75  # longer than any client pool's idle timeout, so the server never closes first
 
@@ -49,7 +50,7 @@ def make_server(app: Any, *, log_level: str = "warning") -> QuietServer:
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=10,
         backlog=4096,
-        http="auto",
+        http=http_protocol(),  # gymctl.server.limits: a whole-request deadline (slowloris)
         loop="none",
     )
     return QuietServer(config)

@@ -90,8 +90,19 @@ def test_head_requires_token_except_probes():
         assert head.get(path).status_code == 503
 
 
+def _layers(app: object) -> list[object]:
+    """The ASGI middleware chain of a served app, outermost first."""
+    out = [app]
+    while not isinstance(out[-1], FastAPI) and hasattr(out[-1], "app"):
+        out.append(out[-1].app)
+    return out
+
+
 def test_no_token_means_no_auth():
-    assert wrap_app(server_app(), None).__class__ is FastAPI
+    served = wrap_app(server_app(), None)  # limits (admission, body size) wrap the app; no auth among them
+    assert not any(isinstance(layer, BearerAuthMiddleware) for layer in _layers(served))
+    assert isinstance(_layers(served)[-1], FastAPI)
+    assert TestClient(served).post("/verify", json={"x": 1}).status_code == 200
     assert auth_headers(None) == {}
 
 
@@ -109,5 +120,5 @@ def test_token_never_in_logs_or_repr(client, caplog):
     client.post("/verify", json={}, headers=auth_headers("wrong"))
     client.post("/verify", json={}, headers=auth_headers(TOKEN))
     mw = wrap_app(server_app(), TOKEN)
-    assert isinstance(mw, BearerAuthMiddleware)
+    assert any(isinstance(layer, BearerAuthMiddleware) for layer in _layers(mw))  # inside the limits
     assert TOKEN not in repr(mw) and TOKEN not in caplog.text

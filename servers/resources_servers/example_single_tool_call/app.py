@@ -32,7 +32,9 @@ class GetWeatherResponse(BaseModel):
 
 def reward_of(response: dict[str, Any]) -> float:
     """1.0 if any output item is a function call named get_weather."""
-    return float(any(item.get("type") == "function_call" and item.get("name") == "get_weather" for item in response.get("output") or []))
+    output = response.get("output") or []
+    items = output if isinstance(output, list) else []
+    return float(any(isinstance(item, dict) and item.get("type") == "function_call" and item.get("name") == "get_weather" for item in items))
 
 
 def create_app(config: Config, kit: ServerKit) -> FastAPI:
@@ -69,9 +71,14 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
         """NeMo Gym's shape ({verify_responses: [...]} -> agent_metrics, key_metrics, group_level_metrics)."""
         items = rows if isinstance(rows, list) else rows.get("verify_responses") or rows.get("rollouts") or []
         by_task: dict[Any, list[float]] = {}
+        if not isinstance(items, list):
+            raise HTTPException(status_code=422, detail="verify_responses must be a list of verify replies")
         for r in items:
             if isinstance(r, dict):
-                by_task.setdefault(r.get("_ng_task_index"), []).append(float(r.get("reward", 0.0)))
+                reward, task = r.get("reward", 0.0), r.get("_ng_task_index")
+                if isinstance(reward, bool) or not isinstance(reward, (int, float)):
+                    raise HTTPException(status_code=422, detail=f"reward must be a number, not {type(reward).__name__}")
+                by_task.setdefault(task if isinstance(task, (int, str)) else None, []).append(float(reward))
         rewards = [x for xs in by_task.values() for x in xs]
         n = len(rewards)
         mean = (sum(rewards) / n) if n else None

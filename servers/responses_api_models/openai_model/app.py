@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gymctl.server import ServerKit, new_app
+from gymctl.server.credentials import redact_text, split_credentials
 
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 
@@ -29,9 +30,13 @@ class Config(BaseModel):
 def create_app(config: Config, kit: ServerKit) -> FastAPI:
     app = new_app(kit.instance)
     router = APIRouter()
-    base = config.openai_base_url.rstrip("/")
+    # Credentials in the URL become the one Authorization header (aiohttp refuses a URL's credentials beside
+    # an Authorization header); as in the OpenAI SDK, they win over the API key. No error text names them.
+    base, basic = split_credentials(config.openai_base_url.rstrip("/"))
     headers = {"Content-Type": "application/json", **config.openai_default_headers}
-    if config.openai_api_key:
+    if basic:
+        headers["Authorization"] = basic
+    elif config.openai_api_key:
         headers["Authorization"] = f"Bearer {config.openai_api_key}"
     timeout = aiohttp.ClientTimeout(total=config.timeout_s, sock_connect=10)
 
@@ -55,7 +60,7 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
                     payload = await r.read()
                     if r.status in (401, 403):
                         raise HTTPException(status_code=502, detail=f"upstream {url} refused the API key ({r.status}): "
-                                                                    f"{payload[:300].decode(errors='replace')}; check policy_api_key")
+                                                                    f"{redact_text(payload[:300].decode(errors='replace'))}; check policy_api_key")
                     if r.status in RETRY_STATUSES:
                         last = f"HTTP {r.status}: {payload[:200].decode(errors='replace')}"
                         continue
@@ -68,7 +73,7 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
                     return Response(payload, status_code=r.status, media_type="application/json")
             except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 last = f"{type(e).__name__}: {e}"
-        raise HTTPException(status_code=502, detail=f"upstream {url} failed after {config.max_retries + 1} attempts: {last}")
+        raise HTTPException(status_code=502, detail=redact_text(f"upstream {url} failed after {config.max_retries + 1} attempts: {last}"))
 
     @router.post("/v1/responses")
     async def responses(request: Request) -> Response:

@@ -35,6 +35,26 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return body
 
 
+def _list_of_objects(body: dict[str, Any], key: str, *, text_ok: bool = False) -> list[dict[str, Any]]:
+    """body[key] as a list of JSON objects (absent: []; a string too where the API allows one); else 422."""
+    value = body.get(key)
+    if value is None:
+        return []
+    if text_ok and isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        shape = "a string or a list of objects" if text_ok else "a list of objects"
+        raise HTTPException(status_code=422, detail=[{"loc": ["body", key], "msg": f"{key} must be {shape}", "type": "type_error"}])
+    return value
+
+
+def _decide(tools: Any, called: set[Any], user: str, outputs: list[str]) -> tuple[list[tuple[str, Any]], str | None]:
+    try:
+        return policy.decide(policy.function_tools(tools), called, user, outputs)
+    except (TypeError, AttributeError, KeyError, ValueError) as e:  # a tool whose fields have the wrong JSON types
+        raise HTTPException(status_code=422, detail=f"tools: a function tool has a field of the wrong type ({type(e).__name__}: {e})") from None
+
+
 def create_app(config: Config, kit: ServerKit) -> FastAPI:
     app = new_app(kit.instance)
     router = APIRouter()
@@ -42,12 +62,12 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
     @router.post("/v1/responses")
     async def responses(request: Request) -> dict[str, Any]:
         body = await _json_object(request)
-        raw_input = body.get("input")
-        items = [{"role": "user", "content": raw_input}] if isinstance(raw_input, str) else list(raw_input or [])
-        called = {i.get("name") for i in items if i.get("type") == "function_call"}
+        items = _list_of_objects(body, "input", text_ok=True)
+        tools = _list_of_objects(body, "tools")
+        called = {i.get("name") for i in items if i.get("type") == "function_call" and isinstance(i.get("name"), str)}
         outputs = [str(i.get("output", "")) for i in items if i.get("type") == "function_call_output"]
         user = policy.last_user_text(items)
-        calls, answer = policy.decide(policy.function_tools(body.get("tools")), called, user, outputs)
+        calls, answer = _decide(tools, called, user, outputs)
         rid = uuid.uuid4().hex
         output: list[dict[str, Any]] = []
         for name, args in calls:
@@ -69,11 +89,15 @@ def create_app(config: Config, kit: ServerKit) -> FastAPI:
     @router.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> dict[str, Any]:
         body = await _json_object(request)
-        messages = list(body.get("messages") or [])
-        called = {tc["function"]["name"] for m in messages if m.get("role") == "assistant" for tc in m.get("tool_calls") or []}
+        messages = _list_of_objects(body, "messages")
+        tools = _list_of_objects(body, "tools")
+        try:
+            called = {tc["function"]["name"] for m in messages if m.get("role") == "assistant" for tc in m.get("tool_calls") or []}
+        except (TypeError, KeyError) as e:
+            raise HTTPException(status_code=422, detail=f"messages: a tool_calls item is not {{function: {{name}}}} ({type(e).__name__}: {e})") from None
         outputs = [policy.text_of(m.get("content")) for m in messages if m.get("role") == "tool"]
         user = policy.last_user_text([{**m, "type": "message"} for m in messages])
-        calls, answer = policy.decide(policy.function_tools(body.get("tools")), called, user, outputs)
+        calls, answer = _decide(tools, called, user, outputs)
         rid = uuid.uuid4().hex
         message: dict[str, Any] = {"role": "assistant", "content": answer}
         if calls:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from gymctl.server.credentials import redact_text, split_credentials
+
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_SESSIONS = 100_000
 
@@ -45,11 +47,15 @@ class UpstreamPool:
                  timeout_s: float | None = 600.0, down_cooldown_s: float = 5.0) -> None:
         if not base_urls:
             raise ValueError("base_url: at least one upstream URL is needed")
-        self.base_urls = [u.rstrip("/") for u in base_urls]
+        # Credentials in a URL become that upstream's one Authorization header (aiohttp refuses both) and
+        # leave the URL, so no error text names them.
+        split = [split_credentials(u.rstrip("/")) for u in base_urls]
+        self.base_urls = [u for u, _ in split]
         self._session = session
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
+        self._headers_of = [{**self.headers, "Authorization": basic} if basic else self.headers for _, basic in split]
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=10)
@@ -105,7 +111,7 @@ class UpstreamPool:
         for attempt in range(attempts):
             url = self.url(index, path, server_root=server_root)
             try:
-                async with self._session().post(url, data=data, headers=self.headers, timeout=self.timeout) as r:
+                async with self._session().post(url, data=data, headers=self._headers_of[index], timeout=self.timeout) as r:
                     payload = await r.read()
                     status = r.status
             except aiohttp.ClientConnectorError as e:
@@ -145,4 +151,4 @@ class UpstreamPool:
 
 
 def _snippet(payload: bytes) -> str:
-    return payload[:300].decode(errors="replace")
+    return redact_text(payload[:300].decode(errors="replace"))
