@@ -35,6 +35,8 @@ class _Running(Protocol):
 
     def dead(self) -> list[str]: ...
 
+    def local_agents(self) -> dict[str, Any]: ...
+
     async def stop(self) -> None: ...
 
 
@@ -49,6 +51,10 @@ class _InProcess:
     def dead(self) -> list[str]:
         tasks = [*self.dep.servers.values(), *([self.dep.head] if self.dep.head else [])]
         return sorted({s.name for s in tasks if s.task is not None and s.task.done()})
+
+    def local_agents(self) -> dict[str, Any]:
+        """The ASGI apps of this process's instances (the all-in-one client's in-process routes)."""
+        return dict(self.dep.client.local) if self.dep.client is not None else {}
 
     async def stop(self) -> None:
         from gymctl.runtime.inprocess import stop
@@ -74,6 +80,7 @@ class Deployment:
     token: str | None = None
     concurrency: int = 256
     timeout_s: float | None = 600.0
+    in_process_calls: bool = True  # all-in-one: rows reach agents of this process through their app, not a socket
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
     _agents: dict[str, str] = field(default_factory=dict, repr=False)
     _stopped: bool = False
@@ -168,8 +175,9 @@ class Deployment:
             self._session = new_session()
         for name in sorted(agents - set(self._agents)):
             self._agents[name] = await resolve_agent(self.head_url, name, session=self._session, token=self.token)
+        local = self.runtime.local_agents() if self.in_process_calls else {}
         return RowRunner(self._session, self._agents, headers=auth_headers(self.token), concurrency=concurrency or self.concurrency,
-                         timeout_s=self.timeout_s)
+                         timeout_s=self.timeout_s, local={a: local[a] for a in agents if a in local})
 
     # -- health and stop -----------------------------------------------------------------------------
     async def health(self) -> DeploymentStatus:

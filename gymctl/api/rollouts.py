@@ -14,10 +14,12 @@ from gymctl.errors import InputError, ServerError
 from gymctl.retry import RetryPolicy
 from gymctl.rollouts.resume import ROLLOUT_INDEX, TASK_INDEX
 from gymctl.rollouts.tasks import RESPONSES_CREATE_PARAMS
+from gymctl.server.asgi_dispatch import ASGIApp, asgi_request
 
 AGENT_TYPE = "responses_api_agents"
 # The request never reached a live agent: another try is safe (as gymctl collect does).
 _RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError)
+_LOCAL_HEADERS = [(b"content-type", b"application/json")]
 _RETRY = RetryPolicy(retries=2, first_s=0.2, factor=2.0, max_s=5.0)
 
 
@@ -63,8 +65,9 @@ class RowRunner:
     """POSTs rows to agents' /run over one pooled session with at most `concurrency` in flight."""
 
     def __init__(self, session: aiohttp.ClientSession, agent_urls: dict[str, str], *, headers: dict[str, str],
-                 concurrency: int, timeout_s: float | None) -> None:
+                 concurrency: int, timeout_s: float | None, local: dict[str, ASGIApp] | None = None) -> None:
         self.session = session
+        self.local = local or {}  # agents served in this process: called through their ASGI app, no socket on either side
         self.agent_urls = agent_urls
         self.headers = {"Content-Type": "application/json", **headers}
         self.concurrency = concurrency
@@ -79,7 +82,14 @@ class RowRunner:
         data = orjson.dumps(body)
         attempt = 0
         started = time.monotonic()
-        while True:
+        app = self.local.get(agent)
+        while app is not None:
+            try:
+                status, _, raw = await asyncio.wait_for(asgi_request(app, "POST", "/run", data, _LOCAL_HEADERS), self.timeout_s)
+            except TimeoutError:
+                raise ServerError(f"row {index}: the rollout through {agent} took over {self.timeout_s:g} s (timeout_s)", server=agent) from None
+            break
+        while app is None:
             try:
                 async with self.session.post(url, data=data, headers=self.headers, timeout=self.timeout) as r:
                     raw = await r.read()

@@ -63,6 +63,9 @@ class RayDeployment:
     def head_url(self) -> str:
         return str(self.head.head_url)
 
+    def local_agents(self) -> dict[str, object]:
+        return {}  # every instance runs in another process
+
     def dead(self) -> list[str]:
         return []  # Ray restarts dead actors (max_restarts); the head's registrations say who is back
 

@@ -24,6 +24,9 @@ class BackgroundSeparated:
     def head_url(self) -> str:
         return self.supervisor.cfg.head_url
 
+    def local_agents(self) -> dict[str, object]:
+        return {}  # every instance runs in another process
+
     def dead(self) -> list[str]:
         """Children that are not running (a supervisor with restart=on-failure brings them back)."""
         return [c.name for c in self.supervisor.children if not c.running]
