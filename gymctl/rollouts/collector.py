@@ -16,6 +16,7 @@ from yarl import URL
 
 from gymctl.errors import InputError, UsageError
 from gymctl.retry import RetryPolicy
+from gymctl.rollouts.lock import OutputLock
 from gymctl.rollouts.metrics import (
     digest_output,
     fetch_aggregate_metrics,
@@ -111,6 +112,11 @@ class Collector:
         n_tasks = count_tasks(spec.input_path, spec.limit)
         if n_tasks == 0:
             raise InputError("the input has no tasks (the file is empty); write one JSON object with responses_create_params per line", source=str(spec.input_path))
+        with OutputLock(spec.output_path):  # a second collection on this output refuses to start (gymctl.rollouts.lock)
+            return await self._run(n_tasks)
+
+    async def _run(self, n_tasks: int) -> Summary:
+        spec = self.spec
         if spec.overwrite and spec.output_path.exists():
             spec.output_path.write_bytes(b"")
         self.resume = scan_output(spec.output_path)
