@@ -11,6 +11,12 @@ head-to-replica round trip is the head's `/probe` figure. Ratios are against the
 same run.
 
     python -m bench.replicas [--replicas 3] [--slots 2] [--hold-s 0.1] [--requests 200] [--concurrency 48]
+    python -m bench.replicas --hosts      # the same on real hosts (root): each replica on its own network namespace
+
+With `--hosts` the coordinator (head, resources server, agent: examples/multi-host/coordinator-config.yaml) and
+each worker (its bounded upstream and `ng_run` of examples/multi-host/worker-config.yaml) run on hosts of their
+own (network namespaces on one bridge, bench.hostnet), and the load comes from the machine over the bridge; the
+head-to-server round trip is then reported per host.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 from aiohttp import web
 
@@ -93,6 +100,58 @@ def measure(agent: str, requests: int, concurrency: int) -> dict:
     return {"rollouts_per_s": round(done / result.elapsed_s, 2), "failures": result.failures, "elapsed_s": round(result.elapsed_s, 2)}
 
 
+def serve_bounded_stub(slots: int, hold_s: float, host: str, port: int) -> None:
+    """`--serve-stub`: one bounded upstream in this process until killed (what a bench host runs)."""
+
+    async def serve() -> None:
+        url = await BoundedStub(slots, hold_s).start(host, port)
+        print(f"upstream stub listening on {url}", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+def run_on_hosts(args: argparse.Namespace) -> list[dict]:
+    """Coordinator and workers on network-namespace hosts; one point per replica count."""
+    from bench.hostnet import HostNet
+
+    names = ["coord", *(f"w{i + 1}" for i in range(args.replicas))]
+    examples = REPO / "examples/multi-host"
+    env = {"GYMCTL_HEARTBEAT_S": "0.5", "GYMCTL_LEASE_S": "2"}
+    points: list[dict] = []
+    with HostNet(names) as net, TemporaryDirectory(prefix="gymctl-bench-hosts-") as tmp:
+        coord = net["coord"]
+        head = f"http://{coord.address}:11000"
+        cfg = Path(tmp) / "coordinator.yaml"
+        cfg.write_text((examples / "coordinator-config.yaml").read_text().replace("10.0.0.1", coord.address))
+        coordinator = coord.start([sys.executable, "-m", "gymctl", "run", "-c", str(cfg)], Path(tmp) / "coordinator.log", env=env, cwd=REPO)
+        coordinator.wait_for("ready in")
+        agent = f"http://{coord.address}:8002"
+        for i in range(args.replicas):
+            host = net[f"w{i + 1}"]
+            stub = host.start([sys.executable, "-m", "bench.replicas", "--serve-stub", "--slots", str(args.slots), "--hold-s", str(args.hold_s)],
+                              Path(tmp) / f"stub{i}.log", cwd=REPO)
+            stub.wait_for("upstream stub listening")
+            wcfg = Path(tmp) / f"worker{i}.yaml"
+            wcfg.write_text((examples / "worker-config.yaml").read_text().replace("10.0.0.1", coord.address).replace("10.0.0.2", host.address))
+            worker = host.start([sys.executable, "-m", "gymctl", "run", "-c", str(wcfg), "--set", "policy_base_url=http://127.0.0.1:8000/v1",
+                                 "--set", "policy_api_key=dummy", "--set", "policy_model_name=stub"], Path(tmp) / f"worker{i}.log", env=env, cwd=REPO)
+            worker.wait_for("ready in")
+            deadline = time.monotonic() + 30
+            while sum(1 for x in instances(head) if x["process_name"] == "policy_model" and x.get("status") == "healthy") < i + 1:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"replica {i + 1} did not register:\n{worker.output()[-2000:]}")
+                time.sleep(0.2)
+            measure(agent, 20, 8)
+            time.sleep(1.5)  # > the agent's watch interval: it has seen the new replica
+            point = {"replicas": i + 1, **measure(agent, args.requests, args.concurrency)}
+            probes = http_get_json(head + "/probe")[1]
+            point["head_rtt_ms"] = {p["url"]: p["rtt_ms"] for p in probes}  # type: ignore[union-attr]
+            points.append(point)
+            print(json.dumps(point), flush=True)
+    return points
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.replicas", description=__doc__.splitlines()[0])
     parser.add_argument("--replicas", type=int, default=3)
@@ -100,7 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold-s", type=float, default=0.1, help="seconds each upstream call takes")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=48)
+    parser.add_argument("--hosts", action="store_true", help="each replica on its own host (network namespaces; needs root and iproute2)")
+    parser.add_argument("--serve-stub", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve_stub:
+        serve_bounded_stub(args.slots, args.hold_s, "127.0.0.1", 8000)
+        return 0
+    if args.hosts:
+        return report(run_on_hosts(args), args)
     urls, _ = start_stubs(args.replicas, args.slots, args.hold_s)
     port = free_port()
     head = f"http://127.0.0.1:{port}"
@@ -134,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+    return report(points, args)
+
+
+def report(points: list[dict], args: argparse.Namespace) -> int:
     base = points[0]["rollouts_per_s"] if points else 0
     ceiling = args.slots / args.hold_s / 2
     for pt in points:

@@ -12,11 +12,14 @@ from gymctl.cli.build_cmd import BaseImageOpt, base_image_of, build_for
 from gymctl.cli.options import ConfigOpt, ContextOpt, JsonOpt, OverridesArg, ProjectOpt, SetOpt, TopologyOpt, load_from_cli, print_json
 from gymctl.cli.render_cmd import (
     HostNetworkOpt,
+    MonitoringOpt,
+    MonitoringPortOpt,
     NodeOpt,
     PrefixOpt,
     PublishHostOpt,
     RegistryOpt,
     TagOpt,
+    no_multi_host_monitoring,
     project_of,
     render_config,
     render_hosts_of,
@@ -84,8 +87,11 @@ def up(
     node: NodeOpt = None,
     registry: RegistryOpt = None,
     host_network: HostNetworkOpt = False,
+    monitoring: MonitoringOpt = False,
+    monitoring_port: MonitoringPortOpt = 9090,
     as_json: JsonOpt = False,
     context: ContextOpt = None,
+    push: Annotated[bool, typer.Option("--push/--no-push", help="multi-host with --registry: push this machine's images there first.")] = True,
 ) -> None:
     """Start a config's servers in containers (Docker Compose), in one topology.
 
@@ -101,20 +107,26 @@ def up(
     cfg = load_from_cli(config, sets, overrides)
     name = project_of(project)
     if topology == "multi-host":
+        no_multi_host_monitoring(monitoring)
         _up_host(cfg, name, node, wait=wait, timeout=timeout, prefix=image_prefix, tag=tag, registry=registry, host_network=host_network,
-                 as_json=as_json)
+                 as_json=as_json, push=push)
         return
     if node is not None:
         from gymctl.errors import UsageError
 
         raise UsageError("--node picks one host's part of --topology multi-host")
-    rendered = render_config(cfg, topology, name, publish_host=publish_host, prefix=image_prefix, tag=tag)
+    rendered = render_config(cfg, topology, name, publish_host=publish_host, prefix=image_prefix, tag=tag, monitoring=monitoring,
+                             monitoring_port=monitoring_port)
     warn(rendered)
     path = stack_file(name)
     write_file(path, rendered.compose_yaml)
     stack = ComposeStack(name, path)
     if build:
         build_for(cfg, topology, base_image=base_image_of(base_image), prefix=image_prefix, tag=tag)
+    if rendered.stack.monitoring is not None:
+        from gymctl.cli.monitoring_up import prepare_monitoring
+
+        prepare_monitoring(rendered.stack.monitoring, stack.ps())
     t0 = time.monotonic()
     progress = _Progress()
     try:
@@ -128,13 +140,16 @@ def up(
     print(f"stack {name!r} ({topology}, {len(rendered.stack.services)} containers) {state} in {seconds:.1f} s; "
           f"head {head_url}  (gymctl status --head {head_url}; gymctl down -p {name})",
           file=sys.stderr)
+    m = rendered.stack.monitoring
+    if m is not None:
+        print(f"prometheus http://{m.host_ip}:{m.host_port}  (targets: /targets, alerts: /alerts)", file=sys.stderr)
     if as_json:
         print_json({"project": name, "topology": topology, "state": state, "head_url": head_url, "file": str(path),
                     "services": [s.name for s in rendered.stack.services], "seconds": round(seconds, 2)})
 
 
 def _up_host(cfg: GymConfig, project: str, node: str | None, *, wait: bool, timeout: float, prefix: str, tag: str, registry: str | None,
-             host_network: bool, as_json: bool) -> None:
+             host_network: bool, as_json: bool, push: bool = True) -> None:
     """One host's part of a multi-host deploy: its compose file, up on the current Docker context; waits for its containers only."""
     from gymctl.docker.stack import ComposeStack
     from gymctl.errors import UsageError
@@ -147,6 +162,12 @@ def _up_host(cfg: GymConfig, project: str, node: str | None, *, wait: bool, time
     write_file(path, rendered.compose_yaml)
     stack = ComposeStack(name, path)
     t0 = time.monotonic()
+    if registry is not None and push:  # the host pulls from the registry: put this machine's images there first
+        from gymctl.docker.registry_push import push_stack_images
+
+        pushed = push_stack_images([s.image for s in rendered.stack.services], registry,
+                                   progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+        print(f"{len(pushed)} image(s) pushed for host {node!r} (layers the registry had were skipped)", file=sys.stderr, flush=True)
     progress = _Progress()
     try:
         stack.up(rendered, wait=False, progress=progress)

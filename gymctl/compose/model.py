@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from pydantic import BaseModel, Field
 
 from gymctl.compose.images import all_in_one_image, head_image, image_for
+from gymctl.compose.monitoring import PROMETHEUS_SERVICE, MonitoringSpec, monitoring_public, monitoring_spec
 from gymctl.compose.secrets import externalize_secrets, referenced_env
 from gymctl.config.model import GymConfig, to_yaml
 from gymctl.errors import ConfigError, UsageError
@@ -33,6 +34,8 @@ class RenderSettings(BaseModel):
     image_tag: str = "latest"
     publish_host: str = "127.0.0.1"
     nvidia_runtime: bool | None = None  # None: unknown (no warning); False: warn about gpus
+    monitoring: bool = False  # add the Prometheus service (gymctl.compose.monitoring)
+    monitoring_port: int = 9090  # where Prometheus is published on publish_host
 
 
 class Port(BaseModel):
@@ -79,6 +82,7 @@ class Stack(BaseModel):
     host_network: bool = False  # multi-host lab: containers share the host's network (no NAT, no published ports)
     node: str | None = None  # multi-host: the host this file is for
     secret_env: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
+    monitoring: MonitoringSpec | None = None  # --monitoring: the Prometheus service
 
 
 def service_name(instance: str) -> str:
@@ -207,6 +211,13 @@ def container_config(cfg: GymConfig, topology: str, head_host: str = "127.0.0.1"
             spec = cfg.instances[name]
             OmegaConf.update(tree, f"{name}.{spec.server_type}.{spec.impl}.port", port, force_add=True)
             OmegaConf.update(tree, f"{name}.{spec.server_type}.{spec.impl}.host", "127.0.0.1", force_add=True)
+    else:
+        # A container advertises what its environment says (its service name, its node's address): a config `host`
+        # written for processes on hosts (a coordinator's own address) would be the wrong one in there.
+        for name, spec in cfg.instances.items():
+            block = tree.get(name, {}).get(spec.server_type, {}).get(spec.impl) if spec.host is not None else None
+            if block is not None and "host" in block:
+                del block["host"]
     OmegaConf.update(tree, "head_server", {"host": head_host, "port": cfg.head_port}, force_add=True)
     return to_yaml(tree), secret_values
 
@@ -229,8 +240,26 @@ def build_stack(cfg: GymConfig, topology: str, settings: RenderSettings | None =
     pass_env = referenced_env(config_yaml)
     services = _separated(cfg, settings, pass_env) if topology == "separated" else _all_in_one(cfg, settings, pass_env)
     check_service_names(services)
+    public = monitoring_public(cfg.tree)
+    if not public:  # every server then asks for the token on /metrics (and the head on /prometheus_targets, /ui)
+        for s in services:
+            s.environment["GYMCTL_MONITORING_PUBLIC"] = "0"
+    monitoring = _monitoring(cfg, topology, settings, services, token=not public) if settings.monitoring else None
     return Stack(
         project=settings.project, topology=topology, services=services,  # type: ignore[arg-type]
         labels={LABEL_PROJECT: settings.project}, config_yaml=config_yaml,
-        warnings=_gpu_warnings(cfg, settings), secret_env=secret_values,
+        warnings=_gpu_warnings(cfg, settings), secret_env=secret_values, monitoring=monitoring,
     )
+
+
+def _monitoring(cfg: GymConfig, topology: str, settings: RenderSettings, services: list[Service], *, token: bool) -> MonitoringSpec:
+    """Prometheus beside the stack: on its network (separated), or in the all-in-one container's (whose 127.0.0.1 the head advertises)."""
+    published = Port(host_ip=settings.publish_host, host_port=settings.monitoring_port, container_port=settings.monitoring_port)
+    if topology == "all-in-one":
+        services[0].ports.append(published)  # a container sharing another's network publishes through it
+        head_target, share = f"127.0.0.1:{cfg.head_port}", ALL_IN_ONE_SERVICE
+    else:
+        head_target, share = f"{HEAD_SERVICE}:{cfg.head_port}", None
+    image = f"{settings.image_prefix}/prometheus:{settings.image_tag}"
+    return monitoring_spec(image=image, host_ip=settings.publish_host, host_port=settings.monitoring_port, head_target=head_target,
+                           share_network_of=share, token=token, labels=_labels(settings, PROMETHEUS_SERVICE))

@@ -70,9 +70,15 @@ def context_env(context: str | None) -> dict[str, str]:
     return {"DOCKER_CONTEXT": context, "DOCKER_HOST": ""} if "DOCKER_HOST" in os.environ else {"DOCKER_CONTEXT": context}
 
 
+_ORIGIN: dict[str, str | None] | None = None  # the environment before the first select_context: this machine's engine
+
+
 def select_context(context: str) -> dict[str, str | None]:
     """Point this process's Docker calls (SDK, CLI, Compose) at `context`'s engine; returns what to restore."""
+    global _ORIGIN
     saved = {k: os.environ.get(k) for k in ("DOCKER_HOST", "DOCKER_CONTEXT")}
+    if _ORIGIN is None:
+        _ORIGIN = dict(saved)
     os.environ["DOCKER_HOST"] = context_host(context)
     os.environ.pop("DOCKER_CONTEXT", None)
     return saved
@@ -85,3 +91,20 @@ def restore_env(saved: dict[str, str | None]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+def origin_client() -> Any:
+    """A Docker SDK client for the engine this command started with (where `gymctl build` put the images),
+    also after `--context` pointed the rest of the command elsewhere."""
+    origin = _ORIGIN
+    if origin is None:
+        return sdk_client(None)
+    if origin.get("DOCKER_HOST"):
+        import docker
+
+        return docker.DockerClient(base_url=origin["DOCKER_HOST"], timeout=120)
+    if origin.get("DOCKER_CONTEXT"):
+        return sdk_client(origin["DOCKER_CONTEXT"])
+    import docker
+
+    return docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=120)

@@ -52,3 +52,26 @@ def push_images(client: Any, images: list[str], registry: str, *, progress: Call
         out.append(PushedImage(image, remote, digest, time.monotonic() - t0))
         progress(f"{remote}: {digest}")
     return out
+
+
+def push_endpoint(registry: str) -> str:
+    """Where this machine pushes images that hosts pull as `registry`: the lab's registry is reached by its
+    nodes under its lab name and from here on loopback; any other registry is one address for all."""
+    from gymctl.docker.lab import inspect_lab
+
+    lab = inspect_lab()
+    if lab.registry and registry == lab.registry_lab_name:
+        return lab.registry
+    return registry
+
+
+def push_stack_images(images: list[str], registry: str, *, progress: Callable[[str], None] = lambda _m: None) -> list[PushedImage]:
+    """A rendered stack names its images REGISTRY/<image>: push each local <image> from this machine's engine there
+    (layers the registry has are skipped by the push itself), so the host that runs the stack can pull them."""
+    from gymctl.docker.contexts import origin_client
+
+    prefix = registry.strip("/") + "/"
+    local = [i[len(prefix):] for i in images if i.startswith(prefix)]
+    if not local:
+        return []
+    return push_images(origin_client(), local, push_endpoint(registry), progress=progress)

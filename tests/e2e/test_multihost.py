@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.hostnet import Host, HostNet, Proc
 from tests.conftest import EXAMPLE_DATA, REPO, http_json
-from tests.e2e.hostnet import Host, HostNet, Proc
 
 pytestmark = pytest.mark.netns
 

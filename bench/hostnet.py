@@ -1,4 +1,4 @@
-"""Test hosts as Linux network namespaces on one private bridge, each with its own address (created and removed here).
+"""Test and bench hosts as Linux network namespaces on one private bridge, each with its own address (created and removed here).
 
 The bridge lives in a namespace of its own, so the machine's firewall (Docker's FORWARD policy) never sees
 the traffic between hosts; the test process gets one leg on the bridge (`OBSERVER`) to read what the hosts
