@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gymctl.config.model import GymConfig
 from gymctl.errors import GymctlError, UsageError
+from gymctl.runtime.addresses import is_own_address
 from gymctl.runtime.children import Child, OutputSink
 from gymctl.runtime.supervisor import ReadyHook, RestartPolicy, Supervisor
 from gymctl.server.serving import bind_socket
@@ -105,23 +106,24 @@ def check_port_free(host: str, port: int, owner: str) -> None:
     bind_socket(host, port, owner).close()
 
 
-def build_children(cfg: GymConfig, config_args: ConfigArgs, *, log_dir: str | None, log_level: str, sink: OutputSink) -> list[Child]:
-    """The head first, then one child per instance that is not an alias (an agent serves its aliases), and one
-    more per extra replica (`gymctl.instances.NAME.replicas`: children `NAME#2` ..., same name at the head)."""
+def build_children(cfg: GymConfig, config_args: ConfigArgs, *, log_dir: str | None, log_level: str, sink: OutputSink,
+                   with_head: bool = True) -> list[Child]:
+    """The head first (unless it lives on another host), then one child per instance that is not an alias (an agent
+    serves its aliases), and one more per extra replica (`gymctl.instances.NAME.replicas`: children `NAME#2` ...)."""
     env = child_env(cfg.head_url)
     logs = Path(log_dir) if log_dir else None
     if logs is not None:
         logs.mkdir(parents=True, exist_ok=True)
     children = []
-    for label, name, child_vars in child_labels(cfg):
+    for label, name, child_vars in child_labels(cfg, with_head=with_head):
         children.append(Child(label, [sys.executable, "-m", "gymctl", *serve_args(name, config_args, log_level)], {**env, **child_vars},
                               sink=sink, log_path=logs / f"{label.replace('#', '-')}.log" if logs else None, cwd=os.getcwd()))
     return children
 
 
-def child_labels(cfg: GymConfig) -> list[tuple[str, str, dict[str, str]]]:
+def child_labels(cfg: GymConfig, *, with_head: bool = True) -> list[tuple[str, str, dict[str, str]]]:
     """(label, instance, extra env) per child; a replica of an instance with a fixed port gets a free port of its own."""
-    out: list[tuple[str, str, dict[str, str]]] = [("head", "head", {})]
+    out: list[tuple[str, str, dict[str, str]]] = [("head", "head", {})] if with_head else []
     for name, spec in cfg.instances.items():
         if spec.alias_of:
             continue
@@ -163,15 +165,18 @@ def run_separated(
 
     started_at = process_started_at()
     policy = check_restart(restart)
-    check_port_free(cfg.head_host, cfg.head_port, "head_server.port")
-    sink = OutputSink(width=max(len(label) for label, _, _ in [("gymctl", "", {}), *child_labels(cfg)]))
-    children = build_children(cfg, config_args, log_dir=log_dir, log_level=log_level, sink=sink)
+    head_here = is_own_address(cfg.head_host)  # else: a worker; its children register with the head on that host
+    if head_here:
+        check_port_free(cfg.head_host, cfg.head_port, "head_server.port")
+    sink = OutputSink(width=max(len(label) for label, _, _ in [("gymctl", "", {}), *child_labels(cfg, with_head=head_here)]))
+    children = build_children(cfg, config_args, log_dir=log_dir, log_level=log_level, sink=sink, with_head=head_here)
     settings = settings or ServerSettings.from_env()
     fork = _preload() and settings.separated_start != "exec"
     start_children(children, cfg, fork=fork, log_level=log_level)
 
     async def main() -> int:
-        sup = Supervisor(cfg, children, restart=policy, sink=sink, token=settings.auth_token, started_at=started_at, on_ready=on_ready)
+        sup = Supervisor(cfg, children, restart=policy, sink=sink, token=settings.auth_token, started_at=started_at, on_ready=on_ready,
+                         remote_head=not head_here, head_wait_s=settings.head_wait_s)
         return await sup.run()
 
     return run_loop(main())

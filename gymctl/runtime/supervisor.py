@@ -57,11 +57,18 @@ class Supervisor:
     """Starts the children, waits for the head's readiness, restarts crashed children, stops them all."""
 
     def __init__(self, cfg: GymConfig, children: list[Child], *, restart: RestartPolicy, sink: OutputSink, token: str | None,
-                 started_at: float | None = None, on_ready: ReadyHook | None = None) -> None:
+                 started_at: float | None = None, on_ready: ReadyHook | None = None, remote_head: bool = False,
+                 head_wait_s: float = READY_TIMEOUT_S) -> None:
         self.cfg = cfg
         self.on_ready = on_ready
         self.started_at = started_at if started_at is not None else time.monotonic()  # for "ready in N s"
-        self.head, *self.instances = children
+        # A worker (the head on another host) has no head child: it is ready once its own children registered there.
+        self.head: Child | None = None
+        if remote_head:
+            self.instances = list(children)
+        else:
+            self.head, *self.instances = children
+        self.head_wait_s = head_wait_s
         self.children = children
         self.restart = restart
         self.sink = sink
@@ -105,6 +112,9 @@ class Supervisor:
         return 130 if self.forced else self.exit_code
 
     async def _wait_ready(self) -> None:
+        if self.head is None:
+            await self._wait_registered()
+            return
         url = self.cfg.head_url + "/health"
         last: Any = None
         remaining = READY_TIMEOUT_S - (time.monotonic() - self.started_at)
@@ -138,6 +148,43 @@ class Supervisor:
             rows = [ProcessRow("head", "head", "registry", self.cfg.head_url, self.head.pid), *await self._rows(session)]
             if self.on_ready:
                 self.on_ready(self.cfg.head_url, rows, time.monotonic() - self.started_at)
+
+    async def _wait_registered(self) -> None:
+        """The head lives on another host: wait (up to head_wait_s) until each child here holds a healthy registration there."""
+        head = self.cfg.head_url
+        self.sink.note(f"the head is on another host ({head}); registering there (waiting up to {self.head_wait_s:.0f} s, GYMCTL_HEAD_WAIT_S)")
+        last = ""
+        async with aiohttp.ClientSession(headers=auth_headers(self.token)) as session:
+
+            async def registered() -> bool:
+                nonlocal last
+                if self.stop_event.is_set():
+                    return True
+                pids = {c.pid for c in self.instances if c.pid is not None}
+                try:
+                    async with session.get(head + "/server_instances", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                        items = await r.json(content_type=None)
+                except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+                    last = type(e).__name__
+                    return False
+                seen = {i.get("pid") for i in items if isinstance(i, dict) and i.get("status") == "healthy"}
+                last = f"registered: {len(pids & seen)} of {len(pids)} processes"
+                return pids <= seen
+
+            try:
+                await poll_until(registered, self.head_wait_s, 0.1, what=f"registration with the head at {head}")
+            except WaitTimeoutError:
+                self.stop_event.set()
+                raise NotReadyError(f"registration with the head at {head}: not after {self.head_wait_s:.1f} s ({last}); is it up? "
+                                    "Start the head's host first, or check head_server in this config", service="head") from None
+            if self.stop_event.is_set():
+                return
+            self.ready = True
+            ours = {c.pid for c in self.instances}
+            rows = [ProcessRow("head", "head", "on another host", head, None),
+                    *[r for r in await self._rows(session) if r.pid in ours]]
+            if self.on_ready:
+                self.on_ready(head, rows, time.monotonic() - self.started_at)
 
     async def _rows(self, session: aiohttp.ClientSession) -> list[ProcessRow]:
         async with session.get(self.cfg.head_url + "/server_instances", timeout=aiohttp.ClientTimeout(total=5)) as r:
@@ -190,7 +237,7 @@ class Supervisor:
     async def shutdown(self) -> None:
         """SIGTERM each process group (instances first, so they deregister), SIGKILL after the grace period."""
         self._stopping = True
-        for group in (self.instances, [self.head]):
+        for group in (self.instances, [self.head] if self.head else []):
             live = [c for c in group if c.running]
             for c in live:
                 c.signal_group(signal.SIGTERM)

@@ -212,3 +212,18 @@ def test_two_hosts_advertising_one_address_and_port_for_different_instances_are_
     assert done.returncode != 0
     assert f"refused judge_model: another instance already holds http://{hosts['w1'].address}:9000" in done.stderr, done.stderr
     assert "two hosts advertise the same address and port" in done.stderr
+
+
+def test_a_worker_in_the_separated_topology_starts_no_head_and_its_processes_join(hosts, tmp_path):
+    start_coordinator(hosts, tmp_path)
+    url = start_stub(hosts["w1"], tmp_path, 0.0)
+    config = shipped("worker-config.yaml", tmp_path, hosts)
+    worker = hosts["w1"].start([str(BIN / "gymctl"), "run", "-c", str(config), "--topology", "separated", "--set", f"policy_base_url={url}/v1",
+                                "--set", "policy_api_key=dummy", "--set", "policy_model_name=stub"], tmp_path / "worker.log", env=FAST, cwd=REPO)
+    worker.wait_for("ready in")
+    out = worker.output()
+    assert "on another host" in out and not [line for line in out.splitlines() if line.startswith("head ") and " | " in line]  # no head child
+    wait_ready(hosts)
+    assert finish(collect(hosts, tmp_path, repeats=20)) == 0
+    assert_one_row_per_pair(tmp_path, repeats=20)
+    assert worker.stop() == 0  # a clean stop: deregistered, every child gone

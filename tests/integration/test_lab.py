@@ -8,11 +8,13 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import free_ports, gymctl
+from tests.conftest import EXAMPLE_CONFIG, EXAMPLE_DATA, SCRIPTED_CONFIG
+from tests.integration.conftest import AGENT, free_ports, gymctl
 
 pytestmark = pytest.mark.docker
 LABEL = "io.gymctl.cluster"
@@ -54,13 +56,13 @@ def test_a_node_that_fails_to_start_shows_its_log_and_leaves_nothing():
 
 @pytest.fixture(scope="session")
 def lab(example_images: list[Any]) -> Iterator[dict[str, Any]]:
-    """One 2-node swarm lab (node 1 with two fake GPUs) for the whole session; its create time is printed."""
+    """One 3-node swarm lab (node 1 with two fake GPUs) for the whole session; its create time is printed."""
     from gymctl.docker.lab import delete_lab
 
     (port,) = free_ports(1)
     t0 = time.monotonic()
     try:
-        r = gymctl("cluster", "create", "--nodes", "2", "--swarm", "--gpu-nodes", "1", "--gpus-per-node", "2",
+        r = gymctl("cluster", "create", "--nodes", "3", "--swarm", "--gpu-nodes", "1", "--gpus-per-node", "2",
                    "--registry-port", str(port), "--json", timeout=300)
         assert r.returncode == 0, r.stderr
         info = json.loads(r.stdout)
@@ -71,9 +73,9 @@ def lab(example_images: list[Any]) -> Iterator[dict[str, Any]]:
 
 
 def test_create_starts_the_nodes_and_their_contexts(lab):
-    assert [n["name"] for n in lab["nodes"]] == ["gymctl-lab-node1", "gymctl-lab-node2"]
+    assert [n["name"] for n in lab["nodes"]] == ["gymctl-lab-node1", "gymctl-lab-node2", "gymctl-lab-node3"]
     assert all(n["status"] == "running" and n["address"] for n in lab["nodes"])
-    assert set(lab["contexts"]) == {"gymctl-lab", "gymctl-lab-node1", "gymctl-lab-node2"}
+    assert set(lab["contexts"]) == {"gymctl-lab", "gymctl-lab-node1", "gymctl-lab-node2", "gymctl-lab-node3"}
     from gymctl.docker.contexts import context_host
 
     assert context_host("gymctl-lab") == f"tcp://{lab['nodes'][0]['address']}:2375"
@@ -85,7 +87,7 @@ def test_create_starts_the_nodes_and_their_contexts(lab):
 def test_swarm_spans_the_nodes_and_node1_advertises_fake_gpus(lab):
     r = docker_on("gymctl-lab", "node", "ls", "--format", "{{.Hostname}} {{.Status}}")
     assert r.returncode == 0, r.stderr
-    assert sorted(r.stdout.split("\n")[:-1]) == ["gymctl-lab-node1 Ready", "gymctl-lab-node2 Ready"]
+    assert sorted(r.stdout.split("\n")[:-1]) == ["gymctl-lab-node1 Ready", "gymctl-lab-node2 Ready", "gymctl-lab-node3 Ready"]
     r = docker_on("gymctl-lab", "node", "inspect", "gymctl-lab-node1", "--format",
                   "{{json .Spec.Labels}} {{json .Description.Resources.GenericResources}}")
     labels, resources = r.stdout.split(" ", 1)
@@ -120,10 +122,67 @@ def test_a_pushed_image_is_pulled_and_served_on_a_node(lab):
     assert body == {"status": "ok"}, docker_on("gymctl-lab-node2", "logs", "lab-head").stderr
 
 
+def lab_config(lab: dict[str, Any], tmp_path: Path) -> Path:
+    """The example environment over the lab's three hosts: head and resources on node1, the agent on node2, the model on node3."""
+    addr = {f"node{i + 1}": n["address"] for i, n in enumerate(lab["nodes"])}
+    path = tmp_path / "lab-hosts.yaml"
+    path.write_text(
+        f"head_server: {{host: {addr['node1']}, port: 11000}}\n"
+        "gymctl:\n  nodes:\n" + "".join(f"    {h}: {{address: {a}}}\n" for h, a in addr.items())
+        + f"  instances:\n    {AGENT}: {{node: node2}}\n    policy_model: {{node: node3}}\n"
+    )
+    return path
+
+
+def test_per_host_compose_files_on_three_lab_nodes_collect_1000_rollouts(lab, tmp_path):
+    registry = lab["registry_lab_name"]
+    config = ["-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG, "-c", str(lab_config(lab, tmp_path))]
+    out = tmp_path / "hosts"
+    r = gymctl("render", "--topology", "multi-host", "-o", str(out), "--registry", registry, "-p", "labmh", *config)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.glob("*.compose.yml")) == ["node1.compose.yml", "node2.compose.yml", "node3.compose.yml"]
+    projects = []
+    try:
+        for node in ("node1", "node2"):  # gymctl's way: up on the node's context, pushing what the registry lacks
+            r = gymctl("up", "--topology", "multi-host", "--node", node, "--context", f"gymctl-lab-{node}", "--registry", registry,
+                       "-p", "labmh", "--no-wait", *config, timeout=600)
+            assert r.returncode == 0, r.stderr
+            projects.append((node, f"labmh-{node}"))
+        # Docker's own way, on the file as rendered: the third host pulls from the registry by itself.
+        node3 = f"tcp://{lab['nodes'][2]['address']}:2375"
+        up = subprocess.run(["docker", "--host", node3, "compose", "-f", str(out / "node3.compose.yml"), "up", "-d"],
+                            capture_output=True, text=True, timeout=600)
+        assert up.returncode == 0, up.stderr
+        projects.append(("node3", "labmh-node3"))
+        head = f"http://{lab['nodes'][0]['address']}:11000"
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(head + "/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, gymctl("status", "--head", head).stdout
+            time.sleep(1)
+        status = gymctl("status", "--head", head)
+        assert status.returncode == 0 and "4 servers found (4 healthy, 0 unhealthy)" in status.stdout, status.stdout + status.stderr
+        rollouts = tmp_path / "rollouts.jsonl"
+        r = gymctl("collect", "--head", head, "--agent", AGENT, "--input", str(EXAMPLE_DATA), "--output", str(rollouts),
+                   "--num-repeats", "200", timeout=600)
+        assert r.returncode == 0, r.stderr
+        rows = [json.loads(line) for line in rollouts.read_text().splitlines()]
+        assert len({(x["_ng_task_index"], x["_ng_rollout_index"]) for x in rows}) == len(rows) == 1000
+        assert {x["reward"] for x in rows} == {1.0}
+    finally:
+        for node, project in projects:
+            gymctl("down", "-p", project, "--context", f"gymctl-lab-{node}", timeout=300)
+
+
 def test_delete_leaves_no_trace(lab):
     r = gymctl("cluster", "delete")
     assert r.returncode == 0, r.stderr
-    assert "3 containers" in r.stderr and "3 contexts" in r.stderr
+    assert "4 containers" in r.stderr and "4 contexts" in r.stderr
     assert traces() == {"containers": [], "networks": [], "volumes": [], "contexts": []}
     r = gymctl("cluster", "ls")
     assert "no lab is up" in r.stderr
