@@ -60,6 +60,7 @@ class InstanceDeployment:
     replicas: int = 1
     image: str | None = None
     runtime: str | None = None  # gymctl | nemo_gym (default: detected from the code; gymctl.config.nemo_gym)
+    ray_resources: dict[str, float] | None = None  # --topology ray: custom resources its actor asks for (checked in gymctl.ray.topology)
 
 
 @dataclass

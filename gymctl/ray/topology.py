@@ -31,7 +31,7 @@ def actor_name(instance: str, replica: int) -> str:
 def ray_resources_of(cfg: GymConfig, name: str) -> dict[str, float]:
     """What the instance asks Ray for: GPUs (`gpus`) and custom resources (`gymctl.instances.NAME.ray_resources`)."""
     dep = cfg.deployment_of(name)
-    raw = getattr(dep, "ray_resources", None) or {}
+    raw = dep.ray_resources or {}
     key_path = f"gymctl.instances.{name}.ray_resources"
     if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for k, v in raw.items()):
         raise ConfigError(f"{raw!r} is not a mapping of resource names to amounts, e.g. {{model_node: 1}}", source=cfg.origins.get("gymctl"), key_path=key_path)
@@ -115,7 +115,6 @@ def _place(cfg: GymConfig, config_args: RayConfigArgs, head_url: str, settings: 
     """One actor per replica of each served instance: model servers by their resources, the rest near the head (CPU nodes)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    here = ray.get_runtime_context().get_node_id()
     plans = []
     for name, spec in cfg.instances.items():
         if spec.alias_of:
@@ -123,6 +122,7 @@ def _place(cfg: GymConfig, config_args: RayConfigArgs, head_url: str, settings: 
         resources = ray_resources_of(cfg, name)
         check_placeable(f"gymctl.instances.{name}", resources)  # before any actor exists: nothing to undo
         plans.append((name, resources))
+    cpu_node = _cpu_node({k for _, r in plans for k in r})
     out = []
     for name, resources in plans:
         aliases = [n for n, s in cfg.instances.items() if s.alias_of == name]
@@ -134,11 +134,20 @@ def _place(cfg: GymConfig, config_args: RayConfigArgs, head_url: str, settings: 
                 options["num_gpus"] = gpus
             if custom:
                 options["resources"] = custom
-            if not (gpus or custom):  # resources servers and agents: on the head's (CPU) node when it can
-                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=here, soft=True)
+            if not (gpus or custom):  # resources servers and agents: on a CPU node, so the accelerators stay for the model servers
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=cpu_node, soft=True)
             handle = InstanceActor.options(**options).remote(config_args, name, aliases, head_url, settings.auth_token, settings.log_level)
             out.append(PlacedActor(name, options["name"], handle))
     return out
+
+
+def _cpu_node(asked: set[str]) -> str:
+    """The node for instances that ask for nothing: this process's node unless it offers what model servers ask for
+    (GPUs, custom resources), else the first live node that offers none of it, else this one."""
+    here = str(ray.get_runtime_context().get_node_id())
+    nodes: list[dict[str, Any]] = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+    plain = [str(n["NodeID"]) for n in nodes if not (set(n.get("Resources") or {}) & (asked | {"GPU"}))]
+    return here if here in plain or not plain else plain[0]
 
 
 async def _wait_ready(dep: RayDeployment, timeout_s: float = READY_TIMEOUT_S) -> None:

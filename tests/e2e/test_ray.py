@@ -68,10 +68,11 @@ def test_gym_actor_streams_200_rollouts_with_token_ids_over_two_dp_ranks_and_shu
     from gymctl.ray import GymActor
 
     a, b = chat_stub.ChatStub(), chat_stub.ChatStub()
+    a.delay_s = b.delay_s = 0.01  # a generation takes a while: 20 rollouts in flight finish in waves
     with a.in_thread(), b.in_thread():
         overrides = {"policy_model.responses_api_models.vllm_model.return_token_id_information": True}
         actor = GymActor.options(num_cpus=0).remote([EXAMPLE_CONFIG, VLLM_CONFIG], overrides, base_urls=[a.base_url, b.base_url],
-                                                     model_name="stub-model", cwd=str(REPO))
+                                                     model_name="stub-model", cwd=str(REPO), concurrency=20)
         t0 = time.monotonic()
         head_url = ray.get(actor.start.remote(), timeout=60)
         spin_up_s = time.monotonic() - t0
@@ -118,7 +119,7 @@ def test_gym_actor_streams_200_rollouts_with_token_ids_over_two_dp_ranks_and_shu
     assert spin_up_s < 15  # bench/ray_actor.py measures it (<= 3 s on an idle machine)
 
 
-def test_run_topology_ray_joins_the_cluster_places_the_model_on_the_gpu_node_and_survives_a_kill(cluster, tmp_path):
+def test_run_topology_ray_joins_the_cluster_places_the_model_by_its_resource_and_survives_a_kill(cluster, tmp_path):
     nodes_before, gcs_before = len([n for n in ray.nodes() if n["Alive"]]), _gcs_servers()
     port = free_port()
     node_ip = ray.util.get_node_ip_address()
@@ -126,14 +127,14 @@ def test_run_topology_ray_joins_the_cluster_places_the_model_on_the_gpu_node_and
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115 -- held by the child until it exits
     proc = subprocess.Popen(
         [sys.executable, "-m", "gymctl", "run", "--topology", "ray", "-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG,
-         f"+ray_head_node_address={cluster.address}", "--set", f"head_server.port={port}", "--set", "gymctl.instances.policy_model.gpus=1"],
+         f"+ray_head_node_address={cluster.address}", "--set", f"head_server.port={port}", "--set", "gymctl.instances.policy_model.ray_resources={model_node: 1}"],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
         wait_http(head_url + "/health", timeout=60)
         model = ray.get_actor("gymctl.policy_model", namespace="gymctl")
         info = ray.get(model.info.remote(), timeout=10)
-        assert info["node_id"] == cluster.gpu_node_id  # Ray placed it where the GPU is
+        assert info["node_id"] == cluster.gpu_node_id  # Ray placed it on the node that has model_node
         for name in ("example_single_tool_call", AGENT):
             other = ray.get(ray.get_actor(f"gymctl.{name}", namespace="gymctl").info.remote(), timeout=10)
             assert other["node_id"] != cluster.gpu_node_id
