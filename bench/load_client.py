@@ -131,6 +131,7 @@ async def run_load(url: str, rows: list[dict], requests: int, concurrency: int, 
             started = time.perf_counter()
             if next_index == requests:
                 result.last_issue_s = started - t0
+            busy = 0
             try:
                 while True:  # a busy server's 503 + Retry-After is waited out (standard HTTP; NeMo Gym never sends it)
                     async with session.post(url, data=bodies[i % len(bodies)],
@@ -143,7 +144,8 @@ async def run_load(url: str, rows: list[dict], requests: int, concurrency: int, 
                             json.loads(raw)
                             break
                     result.deferred += 1
-                    await asyncio.sleep(float(wait) * random.uniform(0.5, 1.5))
+                    busy += 1  # wait as asked, doubled per answer in a row up to 8x, jittered
+                    await asyncio.sleep(float(wait) * min(2 ** (busy - 1), 8) * random.uniform(0.5, 1.5))
                 done = time.perf_counter()
                 result.latencies_ms.append((done - started) * 1000.0)
                 result.completed_at.append(done - t0)

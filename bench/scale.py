@@ -71,7 +71,6 @@ def _labelled(system: System, stub: StubProcess, driver: psutil.Process | None) 
         out.append(("stub", psutil.Process(stub.proc.pid)))
     if driver is not None:
         out.append(("driver", driver))
-        out += [(f"driver:{c.pid}", c) for c in driver.children(recursive=True)]
     return out
 
 

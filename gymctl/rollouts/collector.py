@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from gymctl.rollouts.resume import ROLLOUT_INDEX, TASK_INDEX, ResumeState, scan_
 from gymctl.rollouts.stats import RolloutStats, Summary, process_cpu_s
 from gymctl.rollouts.tasks import RESPONSES_CREATE_PARAMS, Task, count_tasks, iter_tasks
 from gymctl.rollouts.writer import JsonlAppender
-from gymctl.server.client import retry_after
+from gymctl.server.client import busy_delay, retry_after
 
 # The request never reached a live agent (refused, no route): try again. A connection lost mid-request may have
 # started the rollout, so it is recorded as failed (a rerun retries it), never sent twice; a pooled connection is
@@ -64,7 +63,7 @@ class CollectSpec:
             raise UsageError(f"--concurrency {self.concurrency}: run at least one rollout at a time")
         if self.limit is not None and self.limit < 1:
             raise UsageError(f"--limit {self.limit}: take at least one task (or leave --limit out for all)")
-        if self.timeout_s is not None and self.timeout_s <= 0:
+        if self.timeout_s is not None and not 0 < self.timeout_s < float("inf"):  # also NaN
             raise UsageError(f"--timeout {self.timeout_s}: give a positive number of seconds")
         check_paths(self.input_path, self.output_path)
         from gymctl.server.capacity import client_connections_fit
@@ -182,6 +181,7 @@ class Collector:
         data = orjson.dumps(body)
         started = time.monotonic()
         attempt = 0
+        deferred = 0
         while True:
             try:
                 async with self.session.post(self._run_url, data=data, headers=self.headers, timeout=self._timeout) as r:
@@ -194,7 +194,8 @@ class Collector:
                 if self.spec.timeout_s is not None and time.monotonic() - started + busy > self.spec.timeout_s:
                     break
                 self.stats.deferred += 1
-                await asyncio.sleep(busy * random.uniform(0.5, 1.5))
+                deferred += 1
+                await asyncio.sleep(busy_delay(busy, deferred))
             except _RETRYABLE as e:
                 attempt += 1
                 if not self._retry.allows(attempt):

@@ -233,6 +233,7 @@ class ServerClient:
         ctimeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
         task = asyncio.current_task()
         attempt = 0
+        deferred = 0
         started = time.monotonic()
         while True:
             replica = pool.pick(key)
@@ -276,7 +277,8 @@ class ServerClient:
                 if task is not None:
                     replica.tasks.discard(task)
             if failed is None and busy is not None:  # a 503 with Retry-After: the server is at its limit and did not take the call
-                await asyncio.sleep(busy * random.uniform(0.5, 1.5))
+                deferred += 1
+                await asyncio.sleep(busy_delay(busy, deferred))
                 continue
             attempt += 1
             waited = time.monotonic() - started
@@ -324,3 +326,10 @@ def retry_after(status: int, headers: Any) -> float | None:
         return min(max(float(value), 0.05), 30.0)
     except ValueError:
         return 1.0  # an HTTP date: wait a second and ask again
+
+
+def busy_delay(retry_after_s: float, times: int) -> float:
+    """The wait before asking a busy server again, the `times`-th time in a row: Retry-After, doubled each time
+    up to 8x, jittered by +-50% -- the clients turned away stay few per second, and so do the connections they
+    open to ask again (each one a file descriptor of the busy server)."""
+    return retry_after_s * float(min(2 ** (times - 1), 8)) * random.uniform(0.5, 1.5)

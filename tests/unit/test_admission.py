@@ -1,0 +1,77 @@
+"""Admission middleware and the per-process connection budget (gymctl.server.admission, gymctl.server.capacity)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gymctl.errors import ConfigError, UsageError
+from gymctl.rollouts import CollectSpec
+from gymctl.server.admission import AdmissionMiddleware
+from gymctl.server.asgi_dispatch import asgi_request
+from gymctl.server.capacity import RESERVE_FILES, capacity, client_connections_fit, open_files_limit
+from gymctl.server.client import retry_after
+from gymctl.server.settings import ServerSettings
+from tests.conftest import EXAMPLE_DATA
+
+
+def slow_app(gate: asyncio.Event):
+    async def app(scope, receive, send):
+        await gate.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+async def test_at_the_limit_the_next_request_gets_503_retry_after_and_close_and_probes_still_pass():
+    gate = asyncio.Event()
+    admission = AdmissionMiddleware(slow_app(gate), limit=3, retry_after_s=2)
+    held = [asyncio.create_task(asgi_request(admission, "POST", "/run", b"{}", [])) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    status, headers, body = await asgi_request(admission, "POST", "/run", b"{}", [])
+    assert status == 503
+    assert dict(headers)[b"retry-after"] == b"2" and dict(headers)[b"connection"] == b"close"
+    assert b"GYMCTL_MAX_CONCURRENCY" in body
+    probe = asyncio.create_task(asgi_request(admission, "GET", "/health", b"", []))  # admitted past the limit
+    await asyncio.sleep(0.01)
+    assert admission.in_flight == 3 and admission.rejected == 1
+    gate.set()
+    assert [s for s, _, _ in await asyncio.gather(*held, probe)] == [200] * 4
+    assert admission.in_flight == 0 and admission.peak == 3
+    assert (await asgi_request(admission, "POST", "/run", b"{}", []))[0] == 200  # a slot freed is a slot admitted
+
+
+def test_the_budget_splits_the_open_files_between_requests_in_and_calls_out():
+    cap = capacity(open_files=20_000)
+    assert cap.upstream_connections + cap.max_concurrency <= 20_000 - RESERVE_FILES
+    assert cap.in_flight >= 9_000  # 10,000 in flight on a 20,000-file machine: >= 90% of them admitted at once
+    assert capacity(upstream_connections=64, open_files=20_000).max_concurrency > cap.max_concurrency  # a small LLM bound leaves more for requests
+    assert capacity(max_concurrency=50, open_files=20_000).max_concurrency == 50
+
+
+def test_busy_means_503_with_retry_after_only():
+    assert retry_after(503, {"Retry-After": "1"}) == 1.0
+    assert retry_after(503, {}) is None  # a lost replica's 503 is an answer, not "try again"
+    assert retry_after(200, {"Retry-After": "1"}) is None
+    assert retry_after(503, {"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}) == 1.0
+
+
+@pytest.mark.parametrize("var", ["GYMCTL_MAX_CONCURRENCY", "GYMCTL_UPSTREAM_CONNECTIONS"])
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_bad_limits_in_the_environment_are_config_errors(monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError, match=var):
+        ServerSettings.from_env()
+
+
+def test_a_concurrency_past_the_open_files_limit_is_refused_with_the_limit_and_what_to_do(tmp_path):
+    too_many = open_files_limit()
+    with pytest.raises(UsageError) as e:
+        client_connections_fit(too_many)
+    text = str(e.value)
+    assert f"--concurrency {too_many}" in text and f"{open_files_limit():,}" in text and "ulimit -Hn" in text
+    spec = CollectSpec(agent="a", input_path=EXAMPLE_DATA, output_path=tmp_path / "out.jsonl", concurrency=too_many)
+    with pytest.raises(UsageError, match="open-files limit"):
+        spec.check()
