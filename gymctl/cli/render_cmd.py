@@ -24,6 +24,8 @@ TagOpt = Annotated[str, typer.Option("--tag", help="Image tag.")]
 NodeOpt = Annotated[str | None, typer.Option("--node", help="multi-host: the host (of gymctl.nodes) whose part to use.", show_default=False)]
 RegistryOpt = Annotated[str | None, typer.Option("--registry", help="multi-host: HOST:PORT of a registry every host pulls from (prefixes image names).",
                                                  show_default=False)]
+MonitoringOpt = Annotated[bool, typer.Option("--monitoring", help="Add Prometheus (discovers every instance through the head, loads the alert rules).")]
+MonitoringPortOpt = Annotated[int, typer.Option("--monitoring-port", help="--monitoring: the port Prometheus is published on.", min=1, max=65535)]
 HostNetworkOpt = Annotated[bool, typer.Option("--host-network", help="multi-host: containers share the host's network, bind the node's "
                                               "address, publish nothing (hosts that share one engine, e.g. a loopback lab).")]
 
@@ -50,13 +52,14 @@ def nvidia_runtime_or_none() -> bool | None:
 
 
 def render_config(cfg: GymConfig, topology: str, project: str, *, publish_host: str = "127.0.0.1", prefix: str = "gymctl", tag: str = "latest",
-                  check_gpus: bool = True) -> RenderedStack:
+                  check_gpus: bool = True, monitoring: bool = False, monitoring_port: int = 9090) -> RenderedStack:
     from gymctl.compose.model import RenderSettings
     from gymctl.compose.render import render
 
     gpus = any(d.gpus for d in cfg.deployment.values())
     settings = RenderSettings(project=project, publish_host=publish_host, image_prefix=prefix, image_tag=tag,
-                              nvidia_runtime=nvidia_runtime_or_none() if gpus and check_gpus else None)
+                              nvidia_runtime=nvidia_runtime_or_none() if gpus and check_gpus else None, monitoring=monitoring,
+                              monitoring_port=monitoring_port)
     return render(cfg, topology, settings)
 
 
@@ -80,6 +83,14 @@ def render_hosts_of(cfg: GymConfig, project: str, *, prefix: str = "gymctl", tag
             raise UsageError(f"host {node!r} runs nothing: no instance has gymctl.instances.NAME.node: {node} and the head runs elsewhere")
         return {node: rendered[node]}
     return rendered
+
+
+def no_multi_host_monitoring(monitoring: bool) -> None:
+    if monitoring:
+        from gymctl.errors import UsageError
+
+        raise UsageError("--monitoring adds Prometheus to an all-in-one or separated stack; with multi-host, point a Prometheus at the head's "
+                         "/prometheus_targets (http_sd) and load monitoring/alerts.yml")
 
 
 def host_file(directory: Path, host: str) -> Path:
@@ -111,6 +122,8 @@ def render_cmd(
     node: NodeOpt = None,
     registry: RegistryOpt = None,
     host_network: HostNetworkOpt = False,
+    monitoring: MonitoringOpt = False,
+    monitoring_port: MonitoringPortOpt = 9090,
     as_json: JsonOpt = False,
 ) -> None:
     """Render the compose file of a config for one topology (no Docker needed; `docker compose up` runs it).
@@ -126,10 +139,12 @@ def render_cmd(
         raise UsageError("--json reports the file written: give --output DIR (without it the compose file itself is printed)")
     cfg = load_from_cli(config, sets, overrides)
     if topology == "multi-host":
+        no_multi_host_monitoring(monitoring)
         _render_multi_host(cfg, output, project_of(project), prefix=image_prefix, tag=tag, registry=registry, host_network=host_network,
                            node=node, as_json=as_json)
         return
-    rendered = render_config(cfg, topology, project_of(project), publish_host=publish_host, prefix=image_prefix, tag=tag)
+    rendered = render_config(cfg, topology, project_of(project), publish_host=publish_host, prefix=image_prefix, tag=tag, monitoring=monitoring,
+                             monitoring_port=monitoring_port)
     warn(rendered)
     if output == "-":
         sys.stdout.write(rendered.compose_yaml)

@@ -41,8 +41,9 @@ def base_image_exists(tag: str = DEFAULT_BASE) -> bool:
         return False
 
 
-def build_base_image(tag: str = DEFAULT_BASE, *, suite: str = SUITE, force: bool = False) -> BaseImageResult:
-    """`mmdebstrap --variant=minbase ... | docker import`: a Debian + Python base with no registry."""
+def build_base_image(tag: str = DEFAULT_BASE, *, suite: str = SUITE, force: bool = False, packages: tuple[str, ...] = PACKAGES,
+                     changes: tuple[str, ...] = ('CMD ["python3"]', "LABEL io.gymctl.image=base"), slim: tuple[str, ...] = ()) -> BaseImageResult:
+    """`mmdebstrap --variant=minbase ... | docker import`: a Debian + Python base with no registry (other images: other `packages`)."""
     client = engine_client()
     t0 = time.monotonic()
     if not force and base_image_exists(tag):
@@ -53,8 +54,8 @@ def build_base_image(tag: str = DEFAULT_BASE, *, suite: str = SUITE, force: bool
             "mmdebstrap is not installed; it builds the base image without a registry: apt-get install mmdebstrap "
             "(or, where you can pull, build with --base-image python:3.11-slim)"
         )
-    argv = ["mmdebstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", *SLIM, suite, "-"]
-    imp = ["docker", "import", "--change", 'CMD ["python3"]', "--change", "LABEL io.gymctl.image=base", "-", tag]
+    argv = ["mmdebstrap", "--variant=minbase", f"--include={','.join(packages)}", *SLIM, *slim, suite, "-"]
+    imp = ["docker", "import", *(a for change in changes for a in ("--change", change)), "-", tag]
     # mmdebstrap's progress goes to a file, not a pipe: a pipe nobody reads until the import ends fills up
     # (64 KiB) and stalls mmdebstrap forever.
     with tempfile.TemporaryFile() as err_file:
