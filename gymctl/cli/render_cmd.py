@@ -138,6 +138,12 @@ def render_cmd(
     if as_json and output == "-":
         raise UsageError("--json reports the file written: give --output DIR (without it the compose file itself is printed)")
     cfg = load_from_cli(config, sets, overrides)
+    if topology == "swarm":
+        from gymctl.cli.swarm_verbs import render_to
+
+        no_multi_host_monitoring(monitoring)
+        render_to(cfg, output, project_of(project), prefix=image_prefix, tag=tag, registry=registry, as_json=as_json)
+        return
     if topology == "multi-host":
         no_multi_host_monitoring(monitoring)
         _render_multi_host(cfg, output, project_of(project), prefix=image_prefix, tag=tag, registry=registry, host_network=host_network,
