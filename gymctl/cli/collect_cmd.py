@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,9 +19,11 @@ from gymctl.cli.options import (
 from gymctl.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gymctl.config.model import GymConfig
     from gymctl.rollouts import CollectSpec
-    from gymctl.rollouts.stats import Summary
+    from gymctl.rollouts.stats import RolloutStats, Summary
     from gymctl.runtime.inprocess import RunningDeployment
 
 # NeMo Gym's `+key=value` collector arguments -> our option names.
@@ -64,6 +67,8 @@ def _seconds(name: str, value: object) -> float:
         seconds = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise UsageError(f"{name}={value!r} is not a number of seconds") from None
+    if not math.isfinite(seconds):
+        raise UsageError(f"{name}={value!r}: give a finite number of seconds (a rollout that never times out holds its slot for good)")
     if seconds <= 0:
         raise UsageError(f"{name}={value!r} must be more than 0 seconds")
     return seconds
@@ -86,6 +91,9 @@ def collect(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over: empty the output instead of resuming it (+resume_from_cache=false).")] = False,
     head_wait: Annotated[float, typer.Option("--head-wait", help="Seconds to wait for the head to answer before giving up.")] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON on stdout.")] = False,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve the run's figures on /metrics (Prometheus) at this port "
+                                                     "while it runs (0: any free port).", min=0, max=65535)] = None,
+    metrics_host: Annotated[str, typer.Option("--metrics-host", help="--metrics-port: the address to listen on.")] = "127.0.0.1",
     ng: Annotated[bool, typer.Option("--ng", hidden=True)] = False,
 ) -> None:
     """Collect rollouts: each task of --input, --num-repeats times, through the agent's /run; one output row per rollout.
@@ -118,9 +126,9 @@ def collect(
     spec = CollectSpec(
         agent=str(agent), input_path=Path(str(input)), output_path=Path(str(output)),
         num_repeats=_int("num_repeats", num_repeats if num_repeats is not None else picked.get("num_repeats", 1)) or 0,
-        concurrency=_int("concurrency", concurrency if concurrency is not None else picked.get("concurrency") or 64) or 0,
+        concurrency=_int("concurrency", concurrency if concurrency is not None else picked.get("concurrency", 64)) or 0,
         limit=_int("limit", limit if limit is not None else picked.get("limit")),
-        timeout_s=timeout if timeout is not None else (_seconds("timeout", picked["timeout"]) if "timeout" in picked else 600.0),
+        timeout_s=_seconds("--timeout", timeout) if timeout is not None else (_seconds("timeout", picked["timeout"]) if "timeout" in picked else 600.0),
     )
     params = dict(picked.get("params") or {})
     for p in param or []:
@@ -149,7 +157,9 @@ def collect(
 
     from gymctl.runtime.loop import run as run_loop
 
-    summary, in_process = run_loop(_collect(spec, head_url, cfg, start_if_absent=cfg is not None and not head, head_wait_s=head_wait))
+    metrics = (metrics_host, metrics_port) if metrics_port is not None else None
+    summary, in_process = run_loop(_collect(spec, head_url, cfg, start_if_absent=cfg is not None and not head, head_wait_s=head_wait,
+                                            metrics=metrics))
     from gymctl.cli.collect_view import print_summary
 
     print_summary(summary, as_json, in_process)
@@ -158,21 +168,40 @@ def collect(
     sys.exit(1 if summary.failed else 0)
 
 
-async def _collect(spec: CollectSpec, head_url: str, cfg: GymConfig | None, *, start_if_absent: bool, head_wait_s: float = 10.0) -> tuple[Summary, bool]:
+async def _collect(spec: CollectSpec, head_url: str, cfg: GymConfig | None, *, start_if_absent: bool, head_wait_s: float = 10.0,
+                   metrics: tuple[str, int] | None = None) -> tuple[Summary, bool]:
     from gymctl.cli.collect_view import ProgressView
     from gymctl.runtime.embedded import collect as collect_rollouts
 
     progress = ProgressView()
+    on_progress: Callable[[RolloutStats], None] = progress.update
+    exporter = None
+    if metrics is not None:  # --metrics-port: the figures on /metrics while the run lasts (gymctl.rollouts.exporter)
+        from gymctl.rollouts.exporter import CollectionFigures, MetricsExporter
+
+        figures = CollectionFigures(spec.agent, spec.concurrency)
+        exporter = MetricsExporter(figures, *metrics)
+        print(f"metrics: {await exporter.start()}", file=sys.stderr, flush=True)
+
+        def both(stats: RolloutStats) -> None:
+            figures.update(stats)
+            progress.update(stats)
+
+        on_progress = both
 
     def on_started(dep: RunningDeployment, seconds: float) -> None:
         print(f"No head running: started the deployment in this process ({len(dep.servers)} instances, head {dep.head_url}, {seconds:.2f} s)",
               file=sys.stderr, flush=True)
 
-    result = await collect_rollouts(
-        spec, head_url, cfg, start_if_absent=start_if_absent, head_wait_s=head_wait_s, on_progress=progress.update,
-        on_input_error=progress.input_error, on_started=on_started, display=progress,
-        on_stopping=lambda: progress.note("Stopping: rows already written are kept; run the same command again to resume."),
-    )
+    try:
+        result = await collect_rollouts(
+            spec, head_url, cfg, start_if_absent=start_if_absent, head_wait_s=head_wait_s, on_progress=on_progress,
+            on_input_error=progress.input_error, on_started=on_started, display=progress,
+            on_stopping=lambda: progress.note("Stopping: rows already written are kept; run the same command again to resume."),
+        )
+    finally:
+        if exporter is not None:
+            await exporter.stop()
     return result.summary, result.in_process
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -39,6 +40,8 @@ def run(
       ng_run "+config_paths=\\[a.yaml,b.yaml]" +policy_base_url=http://127.0.0.1:8000/v1 +policy_api_key=KEY +policy_model_name=M
     """
     cfg = load_from_cli(config, sets, overrides)
+    if log_dir is not None:
+        _check_log_dir(log_dir)
     if topology == "separated":
         from gymctl.cli.console import print_processes
         from gymctl.runtime.separated import run_separated
@@ -57,6 +60,23 @@ def run(
     if replicated:
         print(f"gymctl: all-in-one serves each instance once; replicas of {', '.join(replicated)} need --topology separated", file=sys.stderr, flush=True)
     run_loop(_all_in_one(cfg, log_level))
+
+
+def _check_log_dir(log_dir: str) -> None:
+    """--log-dir must be a directory we can create and write (a file of that name is a mistake, said before anything starts)."""
+    from pathlib import Path
+
+    from gymctl.errors import UsageError
+
+    path = Path(log_dir)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--log-dir {log_dir} is a file, not a directory; name a directory (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--log-dir {log_dir}: cannot create the directory ({e.strerror}); name another directory") from None
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"--log-dir {log_dir}: the directory is not writable; name another directory")
 
 
 async def _all_in_one(cfg: GymConfig, log_level: str) -> None:

@@ -32,16 +32,35 @@ class LoadedTree:
     files: list[Path] = field(default_factory=list)
 
 
+def text_line_of(path: Path, offset: int) -> str:
+    """":<line>" of a byte offset in a file (for errors), or "" when it cannot be read."""
+    try:
+        lines = path.read_bytes()[:offset].count(b"\n") + 1
+    except OSError:
+        return ""
+    return f":{lines}"
+
+
 def read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     """Parse one YAML file into a mapping and the line of each top-level key."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ConfigError("the config path is a directory; pass a .yaml config file", source=str(path)) from None
     except OSError as e:
         raise ConfigError(f"cannot read config file: {e.strerror}", source=str(path)) from None
+    except UnicodeDecodeError as e:
+        line = text_line_of(path, e.start)
+        raise ConfigError(f"the config file is not UTF-8 text (byte {e.start}); is it a YAML file?", source=f"{path}{line}") from None
+    if "\x00" in text:
+        raise ConfigError("the config file holds NUL bytes: it is not a text file; pass a YAML config file", source=str(path))
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as e:
+    except yaml.YAMLError as e:
+        if not isinstance(e, yaml.MarkedYAMLError):  # a reader error: characters YAML does not allow
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError(f"the config file is not valid YAML text: {first}", source=str(path)) from None
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
         problem = e.problem or str(e)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from gymctl.errors import InputError, UsageError
@@ -28,5 +29,8 @@ def check_paths(input_path: Path, output_path: Path) -> None:
         raise UsageError(f"output directory {parent} is not a directory; choose another --output")
     if output_path.exists() and not output_path.is_file():
         raise UsageError(f"output {output_path} exists and is not a file; choose another --output")
+    if not os.access(output_path if output_path.exists() else parent, os.W_OK):
+        what = f"output {output_path} is" if output_path.exists() else f"output directory {parent} is"
+        raise UsageError(f"{what} not writable; choose another --output (or fix its permissions)")
     if output_path.resolve() == input_path.resolve():
         raise UsageError(f"--output {output_path} is the input file; write rollouts to another file")
