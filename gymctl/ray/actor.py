@@ -34,7 +34,7 @@ class GymActorImpl:
     def __init__(self, config_paths: Sequence[str | Path], overrides: Mapping[str, Any] | None = None, base_urls: Sequence[str] | None = None,
                  *, model_name: str | None = None, topology: Topology = "all-in-one", cwd: str | None = None, concurrency: int = 256,
                  timeout_s: float | None = 600.0, head_port: int = 0) -> None:
-        self.config_paths = [str(Path(cwd or ".", p)) if cwd and not Path(p).is_absolute() and Path(cwd, p).exists() else str(p) for p in config_paths]
+        self.config_paths = [str(p) for p in config_paths]  # relative ones resolve against `cwd`, then the servers shipped with gymctl
         merged = dict(overrides or {})
         if base_urls is not None:
             if isinstance(base_urls, str) or not base_urls:

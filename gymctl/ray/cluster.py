@@ -14,7 +14,7 @@ from typing import Any
 from gymctl.errors import RayUnreachableError, RayVersionMismatchError
 
 NAMESPACE = "gymctl"
-CONNECT_WAIT_S = 15.0
+CONNECT_WAIT_S = 10.0
 _MISMATCH = re.compile(r"Ray: (\S+)\s+Python: (\S+)\s+This process.*?Ray: (\S+)\s+Python: (\S+)", re.S)
 
 

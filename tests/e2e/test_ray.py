@@ -204,3 +204,13 @@ def test_a_ray_version_other_than_the_clusters_is_a_clear_error(cluster):
     assert "ERR the Ray cluster at" in out.stdout, out.stdout + out.stderr[-2000:]
     assert f"runs Ray {ray.__version__} on Python" in out.stdout and "this process Ray 2.0.0 on Python" in out.stdout
     assert "same Ray and Python versions" in out.stdout
+
+
+def test_run_topology_ray_with_an_unreachable_head_node_address_says_so_without_a_traceback(tmp_path):
+    port = free_port()
+    t0 = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "gymctl", "run", "--topology", "ray", "-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG,
+                          f"+ray_head_node_address=127.0.0.1:{port}"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and time.monotonic() - t0 < 30
+    assert f"RayUnreachableError: no Ray cluster answers at ray_head_node_address=127.0.0.1:{port} after 10 s" in run.stderr
+    assert "leave ray_head_node_address unset to start a local cluster" in run.stderr and "Traceback" not in run.stderr

@@ -34,7 +34,7 @@ def test_completion_is_offered_and_completes_choices():
     help_text = invoke("--help").out
     assert "--install-completion" in help_text and "--show-completion" in help_text
     r = invoke(env={"_GYMCTL_COMPLETE": "complete_bash", "COMP_WORDS": "gymctl run --topology ", "COMP_CWORD": "3"})
-    assert r.code == 0 and r.out.split() == ["all-in-one", "separated"], r.out + r.err
+    assert r.code == 0 and r.out.split() == ["all-in-one", "separated", "ray"], r.out + r.err
     r = invoke(env={"_GYMCTL_COMPLETE": "complete_bash", "COMP_WORDS": "gymctl re", "COMP_CWORD": "1"})
     assert r.out.split() == ["render", "restart"]
 
@@ -154,7 +154,9 @@ def test_the_closed_sets_match_the_library():
 
     assert get_args(options.ComposeTopology) == TOPOLOGIES
     assert get_args(options.RestartPolicy) == RESTART_POLICIES
-    assert get_args(options.RunTopology) == ("all-in-one", "separated")
+    from gymctl.api import TOPOLOGIES as RUN_TOPOLOGIES
+
+    assert get_args(options.RunTopology) == RUN_TOPOLOGIES  # what gymctl.api.Deployment.start runs
 
 
 def test_no_verb_prints_the_help_alone():
