@@ -16,6 +16,7 @@ from gymctl.config.model import GymConfig
 from gymctl.config.redact import redact
 from gymctl.head.head_metrics import install_head_metrics
 from gymctl.head.registry import RegistrationConflict, Registry
+from gymctl.head.ui import add_status_page
 from gymctl.head.urls import check_server_url
 from gymctl.server.kit import new_app
 
@@ -137,6 +138,7 @@ def create_head_app(config: GymConfig | None, registry: Registry | None = None) 
 
         return targets(registry, request.headers.get("host"))
 
+    add_status_page(router, registry)  # /ui and /ui/instances (gymctl.head.ui)
     app.include_router(router)
     install_head_metrics(app, registry)  # /metrics: the registry's figures and the head's probe round trips
     return app
