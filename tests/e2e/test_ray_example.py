@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -31,3 +32,40 @@ def test_the_grpo_shaped_example_collects_token_ids_and_cleans_up(tmp_path):
     assert not Path(temp.group(1)).exists()
     left = [p.pid for p in psutil.process_iter(["cmdline"]) if temp.group(1) in " ".join(p.info["cmdline"] or [])]
     assert not left
+
+
+def test_run_topology_ray_without_an_address_starts_a_local_cluster_and_stops_it(tmp_path):
+    import glob
+    import signal
+
+    from tests.conftest import AGENT, EXAMPLE_CONFIG, SCRIPTED_CONFIG, free_port, http_json, wait_http
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_TMPDIR")}
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "gymctl-ray-*")))
+    port = free_port()
+    log = open(tmp_path / "run.log", "wb")  # noqa: SIM115 -- held by the child until it exits
+    proc = subprocess.Popen([sys.executable, "-m", "gymctl", "run", "--topology", "ray", "-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG,
+                             "--set", f"head_server.port={port}"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        import ray
+
+        head = f"http://{ray.util.get_node_ip_address()}:{port}"
+        wait_http(head + "/health", timeout=90)
+        names = {i["process_name"] for i in http_json(head + "/server_instances")[1]}
+        assert {AGENT, "policy_model", "example_single_tool_call"} <= names
+        ray_procs = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.name() in ("gcs_server", "raylet")]
+        assert {p.name() for p in ray_procs} == {"gcs_server", "raylet"}  # its own cluster
+        created = set(glob.glob(os.path.join(tempfile.gettempdir(), "gymctl-ray-*"))) - before
+        assert len(created) == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+    assert proc.returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
+    psutil.wait_procs(ray_procs, timeout=10)
+    assert not [p for p in ray_procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not any(Path(d).exists() for d in created)  # its files (sessions, ray_current_cluster) removed
