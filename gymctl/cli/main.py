@@ -55,7 +55,7 @@ def _root(version: VersionOpt = False) -> None:
 
 
 # Each module defines `register(app)`; a verb whose module is absent is simply not offered.
-VERB_MODULES = ("run", "serve", "status", "collect", "build", "images", "render", "up", "down", "ps", "logs", "restart", "push", "cluster")
+VERB_MODULES = ("run", "serve", "status", "collect", "build", "images", "render", "up", "down", "ps", "logs", "restart", "push", "cluster", "scale", "check")
 
 
 def _register_all() -> None:

@@ -39,8 +39,8 @@ IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", "venv", "tests"
 # leaving it out keeps images smaller and unchanged when only the tooling changes. `_bundled` is the wheel's
 # copy of servers/ and templates: an image gets only its own servers.
 HOST_ONLY = shutil.ignore_patterns(
-    "__pycache__", "*.pyc", "compose", "docker", "_bundled",
-    *(f"{verb}_cmd.py" for verb in ("build", "images", "render", "up", "down", "ps", "logs", "restart", "push", "cluster")),
+    "__pycache__", "*.pyc", "compose", "docker", "checks", "_bundled",
+    *(f"{verb}_cmd.py" for verb in ("build", "images", "render", "up", "down", "ps", "logs", "restart", "push", "cluster", "check")),
 )
 
 

@@ -20,7 +20,8 @@ SECRET_PARAM = re.compile(
 )
 # scheme://[user[:password]@]host...: any URL-like token in free text, including DSNs (postgres://, redis://).
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s'\"<>`]+")
-_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}")
+# "Bearer <token>" / "Basic <base64>": a credential has a digit in it ("Basic single-step tool calling" is prose).
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+(?=[A-Za-z._~+/=-]*[0-9])[A-Za-z0-9._~+/=-]{8,}")
 
 
 def _netloc(host: str | None, port: int | None) -> str:
