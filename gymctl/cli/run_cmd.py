@@ -17,6 +17,7 @@ from gymctl.cli.options import (
     SetOpt,
     load_from_cli,
 )
+from gymctl.cli.serve_cmd import LogFormatOpt
 
 if TYPE_CHECKING:
     from gymctl.config.model import GymConfig
@@ -30,6 +31,7 @@ def run(
     log_dir: Annotated[str | None, typer.Option("--log-dir", help="separated: write each instance's output to DIR/<instance>.log too.")] = None,
     restart: RestartOpt = "no",
     log_level: LogLevelOpt = "warning",
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Start the head and every server of a config, locally (no Docker), until Ctrl-C.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -15,6 +16,25 @@ from gymctl.cli.options import (
 )
 
 
+def _log_format(value: str | None) -> str | None:
+    """Check --log-format and hand it on through GYMCTL_LOG_FORMAT (ServerSettings and `gymctl run`'s children read it)."""
+    if value is None:
+        return None
+    from gymctl.server.logformat import check_log_format
+
+    try:
+        fmt = check_log_format(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    os.environ["GYMCTL_LOG_FORMAT"] = fmt
+    return fmt
+
+
+LogFormatOpt = Annotated[str | None, typer.Option("--log-format", callback=_log_format, show_default=False,
+                                                  help="text (default) or json: one JSON object per line (time, level, instance, message, "
+                                                       "request_id), for log shippers.")]
+
+
 def serve(
     instance: Annotated[str, typer.Argument(help="Instance name from the config, or `head` for the registry alone.")],
     overrides: OverridesArg = None,
@@ -23,6 +43,7 @@ def serve(
     head_url: Annotated[str | None, typer.Option("--head", help="Head to register with (default: GYMCTL_HEAD_URL, else the config's head_server).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port to listen on (default: GYMCTL_PORT, else the config's, else any free port).")] = None,
     log_level: ServeLogLevelOpt = None,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Start ONE server instance of a config (or the head), register it with the head, serve until SIGTERM.
 

@@ -123,6 +123,10 @@ def up(
     stack = ComposeStack(name, path)
     if build:
         build_for(cfg, topology, base_image=base_image_of(base_image), prefix=image_prefix, tag=tag)
+    if rendered.stack.logging is not None:  # a driver the engine lacks: said now, not by a container that cannot start
+        from gymctl.docker.log_drivers import check_log_driver
+
+        check_log_driver(rendered.stack.logging.driver)
     if rendered.stack.monitoring is not None:
         from gymctl.cli.monitoring_up import prepare_monitoring
 

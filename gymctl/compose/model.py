@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from pydantic import BaseModel, Field
 
 from gymctl.compose.images import all_in_one_image, head_image, image_for
+from gymctl.compose.log_shipping import LoggingSpec, logging_spec
 from gymctl.compose.monitoring import PROMETHEUS_SERVICE, MonitoringSpec, monitoring_public, monitoring_spec
 from gymctl.compose.secrets import externalize_secrets, referenced_env
 from gymctl.config.model import GymConfig, to_yaml
@@ -83,6 +84,7 @@ class Stack(BaseModel):
     node: str | None = None  # multi-host: the host this file is for
     secret_env: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
     monitoring: MonitoringSpec | None = None  # --monitoring: the Prometheus service
+    logging: LoggingSpec | None = None  # gymctl.logging: every container's Docker logging driver
 
 
 def service_name(instance: str) -> str:
@@ -249,6 +251,7 @@ def build_stack(cfg: GymConfig, topology: str, settings: RenderSettings | None =
         project=settings.project, topology=topology, services=services,  # type: ignore[arg-type]
         labels={LABEL_PROJECT: settings.project}, config_yaml=config_yaml,
         warnings=_gpu_warnings(cfg, settings), secret_env=secret_values, monitoring=monitoring,
+        logging=logging_spec(cfg.tree),
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,10 +38,11 @@ async def serve_all(
     ("joined") or loses its last healthy registration ("left").
     """
     from gymctl.runtime.loop import tune_gc
+    from gymctl.server.logformat import configure_logging
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     t0 = time.monotonic()
     settings = (settings or ServerSettings.from_env()).model_copy(update={**_ONE_SERVER_ONLY, "log_level": log_level})
+    configure_logging("", log_level, settings.log_format)  # --log-format json: one JSON object per line
     head_here = is_own_address(cfg.head_host)  # else: a worker; its instances join the head on another host
     dep = await start(cfg, settings=settings, with_head=head_here)
     tune_gc()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 import tempfile
@@ -33,9 +32,14 @@ def check_servable(cfg: GymConfig, instance: str) -> None:
         raise UsageError(f"{instance!r} is an alias of {alias_of!r} and is served by its process; run: gymctl serve {alias_of}")
 
 
-def report_ready(instance: str, url: str, ready_fd: int | None) -> None:
-    """Tell people (the `NAME: serving at URL (pid N)` line) and the supervisor (one JSON line on `ready_fd`)."""
-    print(f"{instance}: serving at {url} (pid {os.getpid()})", file=sys.stderr, flush=True)
+def report_ready(instance: str, url: str, ready_fd: int | None, log_format: str = "text") -> None:
+    """Tell people (the `NAME: serving at URL (pid N)` line; a JSON log line with --log-format json) and the supervisor (`ready_fd`)."""
+    message = f"{instance}: serving at {url} (pid {os.getpid()})"
+    if log_format == "json":  # whatever the level: the supervisor's and the user's one sign of life
+        from gymctl.server.logformat import json_line
+
+        message = json_line(instance, "info", message, logger="gymctl.serve")
+    print(message, file=sys.stderr, flush=True)
     if ready_fd is None:
         return
     try:
@@ -57,9 +61,10 @@ async def serve_one(
     from gymctl.runtime.inprocess import start
     from gymctl.runtime.inprocess import stop as stop_deployment
     from gymctl.runtime.loop import tune_gc as freeze_startup_heap
+    from gymctl.server.logformat import configure_logging
 
     check_servable(cfg, instance)
-    logging.basicConfig(level=settings.log_level.upper(), format=f"%(asctime)s {instance} %(levelname)s %(message)s")
+    configure_logging(instance, settings.log_level, settings.log_format)  # --log-format json: one JSON object per line
     if instance == HEAD:
         if settings.port:
             cfg.head_port = settings.port
@@ -74,7 +79,7 @@ async def serve_one(
     stopping = stop or asyncio.Event()
     try:
         with capture_signals(lambda sig: stopping.set()):
-            report_ready(instance, url, settings.ready_fd)
+            report_ready(instance, url, settings.ready_fd, settings.log_format)
             await stopping.wait()
     finally:
         await stop_deployment(dep)

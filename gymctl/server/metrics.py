@@ -242,4 +242,7 @@ def open_paths(base: frozenset[str]) -> frozenset[str]:
 
 def install_server_metrics(app: Any, instance: str, server_type: str, impl: str) -> ServerMetrics | None:
     """What the kit calls for every server app: the middleware and /metrics (None when GYMCTL_METRICS=0)."""
+    from gymctl.server.logformat import install_request_ids
+
+    install_request_ids(app, instance)  # json logs only: the request id of each line
     return install_metrics(app, ServerMetrics(instance, server_type, impl)) if metrics_enabled() else None

@@ -61,6 +61,13 @@ class ServerSettings(BaseSettings):
             logging.addLevelName(5, "TRACE")
         return level
 
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value.lower() not in ("text", "json"):  # gymctl.server.logformat.LOG_FORMATS
+            raise ValueError(f"{value!r} is not a log format; choose one of: text, json")
+        return value.lower()
+
     @classmethod
     def from_env(cls, **explicit: Any) -> ServerSettings:
         """The environment under `explicit` arguments; a malformed GYMCTL_* value is a ConfigError, not a traceback."""

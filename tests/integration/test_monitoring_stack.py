@@ -106,3 +106,17 @@ def test_a_taken_monitoring_port_is_refused_before_anything_starts(example_image
     assert f"prometheus (--monitoring-port): port {taken} on 127.0.0.1 is already in use" in r.stderr
     assert "Traceback" not in r.stderr
     assert not left.get("containers"), left
+
+
+def test_a_logging_driver_the_engine_lacks_is_refused_at_up_with_what_it_has(tmp_path):
+    head, agent = free_ports(2)
+    st = StackUnderTest("gymctl-it-i14-logdrv", head, agent)
+    try:
+        r = gymctl("up", "-p", st.project, *st.config_args("+gymctl.logging={driver: nosuchdriver}"), timeout=120, cwd=tmp_path)
+        left = st.labelled()
+    finally:
+        remove_project(st.project)
+    assert r.returncode != 0
+    assert "gymctl.logging.driver: 'nosuchdriver' is not a logging driver of this Docker engine (it has: " in r.stderr
+    assert "json-file" in r.stderr and "Traceback" not in r.stderr
+    assert not left.get("containers"), left
