@@ -11,6 +11,8 @@ if [ -x scripts/bootstrap_docker.sh ]; then
 fi
 # promtool for the alert-rule tests, the prometheus package for the monitoring image (its service is not started).
 bash scripts/install_prometheus.sh
+# chromium (headless) for the status page's browser test.
+bash scripts/install_chromium.sh
 if [ "${GYMCTL_SKIP_NEMO_GYM:-0}" != 1 ]; then
   # A failed install fails the run: the compatibility tests must run (under CI=true a skipped one fails too).
   if ! bash scripts/install_nemo_gym.sh; then
