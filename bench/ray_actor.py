@@ -9,7 +9,12 @@ What it measures, all in one run on one cluster (ray.cluster_utils.Cluster, its 
   `gymctl collect --head <the actor's head>` (a client process posting to the same agent); alternated
   `--rounds` times, best of each; the ratio is run_rollouts / collect.
 
-    python -m bench.ray_actor [--rollouts 2000] [--concurrency 64] [--rounds 2] [--spinups 3]
+With `--delay-s D` the policy is vllm_model (token ids on) in front of the bench's OpenAI-compatible stub answering
+each generation after D seconds, as a trainer's vLLM would: generation-bound, the regime a training loop runs in.
+Without it, the scripted policy answers at once: CPU-bound, where `gymctl collect` (a process of its own) gets a CPU
+share of its own on a loaded machine and the actor does not.
+
+    python -m bench.ray_actor [--rollouts 2000] [--concurrency 64] [--rounds 2] [--spinups 3] [--delay-s 0.1]
 """
 
 from __future__ import annotations
@@ -40,6 +45,29 @@ def _rows(n: int) -> list[dict]:
     return [{**base[i % len(base)], "agent_ref": {"name": AGENT}} for i in range(n)]
 
 
+class _StubThread:
+    """The bench's OpenAI-compatible stub on a loop in a thread of this process."""
+
+    def __init__(self, delay_s: float) -> None:
+        import asyncio
+        import threading
+
+        from bench.upstream_stub import UpstreamStub
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.stub = UpstreamStub(delay_s=delay_s)
+        self.url = asyncio.run_coroutine_threadsafe(self.stub.start(), self.loop).result(10)
+
+    def close(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.stub.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
 def _collect_s(head_url: str, rows: list[dict], concurrency: int, work: Path) -> float:
     data = work / "in.jsonl"
     data.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "agent_ref"}) + "\n" for r in rows))
@@ -60,7 +88,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--spinups", type=int, default=3)
+    parser.add_argument("--delay-s", type=float, default=0.0, help="vllm_model before the stub, each generation taking this long")
     args = parser.parse_args()
+    configs, overrides, stub = CONFIGS, {}, None
+    if args.delay_s:
+        stub = _StubThread(args.delay_s)
+        configs = [CONFIGS[0], "responses_api_models/vllm_model/configs/vllm_model.yaml"]
+        overrides = {"policy_base_url": [stub.url + "/v1"], "policy_api_key": "dummy_key", "policy_model_name": "stub",
+                     "policy_model.responses_api_models.vllm_model.return_token_id_information": True}
 
     temp = tempfile.mkdtemp(prefix="gymctl-bench-ray-")
     os.environ["RAY_TMPDIR"] = temp
@@ -80,7 +115,7 @@ def main() -> None:
         spinups, pss = [], []
         for _ in range(args.spinups):
             t = time.monotonic()
-            actor = GymActor.options(num_cpus=0).remote(CONFIGS, concurrency=args.concurrency, cwd=str(REPO))
+            actor = GymActor.options(num_cpus=0).remote(configs, overrides, concurrency=args.concurrency, cwd=str(REPO))
             head_url = ray.get(actor.start.remote())
             spinups.append(time.monotonic() - t)
             pid = ray.get(actor.node.remote())["pid"]
@@ -88,7 +123,7 @@ def main() -> None:
             ray.get(actor.shutdown.remote())
             ray.kill(actor)
 
-        actor = GymActor.options(num_cpus=0).remote(CONFIGS, concurrency=args.concurrency, cwd=str(REPO))
+        actor = GymActor.options(num_cpus=0).remote(configs, overrides, concurrency=args.concurrency, cwd=str(REPO))
         head_url = ray.get(actor.start.remote())
         rows = _rows(args.rollouts)
         ray.get(actor.run_rollouts.remote(rows[:200]))  # warm-up: connections, first imports
@@ -103,6 +138,8 @@ def main() -> None:
         ray.get(actor.shutdown.remote())
         ray.kill(actor)
     finally:
+        if stub is not None:
+            stub.close()
         if ray.is_initialized():
             ray.shutdown()
         if cluster is not None:
@@ -114,6 +151,7 @@ def main() -> None:
     report = {
         "spin_up_s_median": round(statistics.median(spinups), 2), "spin_up_s": [round(s, 2) for s in spinups],
         "actor_pss_mib_at_ready_median": round(statistics.median(pss), 1),
+        "policy": f"vllm_model, stub generation {args.delay_s:g} s" if args.delay_s else "scripted (no generation time)",
         "rollouts": args.rollouts, "concurrency": args.concurrency,
         "run_rollouts_per_s": round(actor_rps, 1), "collect_per_s": round(collect_rps, 1),
         "ratio_run_rollouts_vs_collect": round(actor_rps / collect_rps, 3),

@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
 
@@ -21,6 +23,44 @@ from gymctl.api.deployment import Deployment, Topology
 from gymctl.errors import UsageError
 
 DUMMY_API_KEY = "dummy_key"  # a trainer's own vLLM servers need no key (NeMo RL passes the same)
+T = TypeVar("T")
+Item = tuple[int, dict[str, Any]]
+
+
+class _LoopThread:
+    """The deployment's own event loop (uvloop when installed: ~1.3-1.5x the rollouts/s of Ray's asyncio loop) in a thread.
+
+    Ray runs an async actor's methods on its own asyncio loop; they only hand work over to this one.
+    """
+
+    def __init__(self) -> None:
+        from gymctl.runtime.loop import raise_open_files_limit
+
+        raise_open_files_limit()  # thousands of rollouts in flight hold thousands of sockets
+        try:
+            import uvloop
+
+            self.loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        except ImportError:
+            self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="gymctl-deployment", daemon=True)
+        self.thread.start()
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    async def stream(self, items: AsyncGenerator[Item, None]) -> AsyncIterator[Item]:
+        async def step() -> Item:
+            return await items.__anext__()
+
+        try:
+            while True:
+                try:
+                    yield await self.call(step())
+                except StopAsyncIteration:
+                    return
+        finally:
+            await self.call(items.aclose())
 
 
 class GymActorImpl:
@@ -50,15 +90,16 @@ class GymActorImpl:
         self.timeout_s = timeout_s
         self.head_port = head_port
         self.deployment: Deployment | None = None
+        self.runner = _LoopThread()
 
     async def start(self) -> str:
         """Start every server of the config here; the head's URL (http://<node address>:<port>). Calling it again returns the same URL."""
         if self.deployment is None:
             node_ip = str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
-            self.deployment = await Deployment.start(
+            self.deployment = await self.runner.call(Deployment.start(
                 self.config_paths, self.overrides, topology=self.topology, head_host=node_ip, head_port=self.head_port,
                 bind_host="0.0.0.0", advertise_host=node_ip, cwd=self.cwd, concurrency=self.concurrency, timeout_s=self.timeout_s,
-            )
+            ))
         return self.deployment.head_url
 
     def _running(self) -> Deployment:
@@ -75,22 +116,22 @@ class GymActorImpl:
 
     async def run_rollouts(self, rows: Sequence[Mapping[str, Any]], agent: str | None = None) -> list[dict[str, Any]]:
         """The agent's reply (with `reward`; token ids and logprobs on output items where the model server returns them) per row, in input order."""
-        return await self._running().collect(rows, agent=agent)
+        return await self.runner.call(self._running().collect(rows, agent=agent))
 
     async def run_rollouts_streaming(self, rows: Sequence[Mapping[str, Any]], agent: str | None = None) -> AsyncIterator[tuple[int, dict[str, Any]]]:
         """(row position, reply) as each rollout finishes: a Ray streaming generator (iterate the refs, ray.get each)."""
-        async for item in self._running().run_rollouts(rows, agent=agent):
+        async for item in self.runner.stream(self._running().run_rollouts(rows, agent=agent)):
             yield item
 
     async def health_check(self) -> dict[str, Any]:
         """The deployment's status (as `gymctl status --json`); raises NotReadyError naming what died or is unhealthy."""
-        return (await self._running().check_health()).to_dict()
+        return (await self.runner.call(self._running().check_health())).to_dict()
 
     async def shutdown(self) -> None:
         """Stop every server; the actor stays (ray.kill it, or let its handle go). A second call does nothing."""
         dep, self.deployment = self.deployment, None
         if dep is not None:
-            await dep.stop()
+            await self.runner.call(dep.stop())
 
 
 GymActor = ray.remote(GymActorImpl)
