@@ -14,7 +14,7 @@ from gymctl.runtime import embedded, inprocess
 from gymctl.server.kit import wrap_app
 from tests.conftest import AGENT, EXAMPLE_CONFIG, EXAMPLE_DATA, SCRIPTED_CONFIG
 
-ROLLOUTS = 20
+ROLLOUTS = 100
 
 
 def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
