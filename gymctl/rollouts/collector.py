@@ -35,7 +35,11 @@ from gymctl.server.client import busy_delay, retry_after
 # The request never reached a live agent (refused, no route): try again. A connection lost mid-request may have
 # started the rollout, so it is recorded as failed (a rerun retries it), never sent twice; a pooled connection is
 # never reused past the agent's keep-alive (gymctl.server.response.CLIENT_KEEPALIVE_S).
-_RETRYABLE = (aiohttp.ClientConnectorError,)
+# Sending /run again is a rerun of that rollout (a row is written only for a 200): safe when the connection was
+# refused (the agent is down) or dropped before any answer (the agent died mid-rollout; its supervisor restarts it).
+# (ClientOSError: refused, reset by peer; TLS failures excepted, they would fail the same way again.)
+_RETRYABLE = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+RETRY_WINDOW_S = 15.0  # ... for this long after the first try: longer than an agent's restart (~1 s, its backoff up to a few s)
 
 Progress = RolloutStats
 CollectResult = Summary
@@ -95,7 +99,7 @@ class Collector:
         self._agent_ref = {"type": "responses_api_agents", "name": spec.agent}
         self._run_url = URL(self.agent_url + "/run")  # parsed once, not per request
         self._stopping = asyncio.Event()
-        self._retry = RetryPolicy(retries=spec.retries, first_s=0.2, factor=2.0, max_s=5.0)  # read only after a failure
+        self._retry = RetryPolicy(retries=spec.retries, first_s=0.2, factor=2.0, max_s=2.0, window_s=RETRY_WINDOW_S)  # read only after a failure
         self._timeout = aiohttp.ClientTimeout(total=spec.timeout_s) if spec.timeout_s else aiohttp.ClientTimeout(total=None)
         self._out: JsonlAppender | None = None
         self._failures: JsonlAppender | None = None
@@ -197,8 +201,12 @@ class Collector:
                 deferred += 1
                 await asyncio.sleep(busy_delay(busy, deferred))
             except _RETRYABLE as e:
+                if isinstance(e, aiohttp.ClientSSLError):
+                    self._fail(task, repeat, f"request to {self.spec.agent} /run failed: {type(e).__name__}: {e}", "agent_request_failed",
+                               time.monotonic() - started)
+                    return
                 attempt += 1
-                if not self._retry.allows(attempt):
+                if not self._retry.allows(attempt, time.monotonic() - started, in_window=True):
                     reason = f"agent {self.spec.agent} at {self.agent_url} unreachable after {attempt} attempts: {type(e).__name__}: {e}"
                     self._fail(task, repeat, reason, "agent_request_failed", time.monotonic() - started)
                     return
