@@ -12,11 +12,13 @@ from urllib.parse import urlsplit
 import orjson
 
 from gymctl.config.model import DEFAULT_HEAD_PORT, GymConfig
+from gymctl.config.nemo_gym import check_nemo_gym
 from gymctl.errors import ConfigError, StartupError, WaitTimeoutError
 from gymctl.head.app import create_head_app, expected_instances
 from gymctl.head.registry import Registry
 from gymctl.polling import poll_until
 from gymctl.runtime.addresses import bind_and_advertise, check_advertised
+from gymctl.runtime.nemo_gym_group import start_beside
 from gymctl.server.asgi_dispatch import asgi_request
 from gymctl.server.client import ServerClient
 from gymctl.server.kit import ServerKit, add_health_routes, wrap_app
@@ -49,6 +51,7 @@ class RunningDeployment:
     registrar: Registrar | None = None
     registry: Registry | None = None
     started_at: float = field(default_factory=time.monotonic)
+    nemo_gym: Any = None  # gymctl.runtime.nemo_gym_group.NemoGymGroup: NeMo Gym's own servers, child processes of this one
 
 
 def _registration_sender(head_app: Any, head_url: str, client: ServerClient, token: str | None) -> Sender:
@@ -133,6 +136,8 @@ async def start(
     settings = settings or ServerSettings.from_env()
     names = list(config.instances) if names is None else names
     served = [n for n in names if not config.instances[n].alias_of]
+    nemo = check_nemo_gym(config, served)  # NeMo Gym's own servers run as child processes beside these
+    served = [n for n in served if n not in nemo]
     token = settings.auth_token
     resolved = config.resolve(required=served)  # names any unset ${oc.env:VAR}
     explicit_head = head_url or settings.head_url
@@ -194,6 +199,9 @@ async def start(
                 dep.servers[name] = RunningServer(name, target.url, target.port, target.server)
 
         await _wait_started(dep)
+        if nemo:
+            dep.nemo_gym = await start_beside(config, nemo, served={n: (binds[n][1], dep.servers[n].port) for n in served}, head_url=head_url,
+                                              send=_registration_sender(head_app, head_url, client, token), settings=settings)
     except BaseException:
         for sock in sockets.values():
             sock.close()
@@ -236,6 +244,8 @@ async def _wait_started(dep: RunningDeployment, timeout_s: float = 30.0) -> None
 
 async def stop(dep: RunningDeployment) -> None:
     """Drain in-flight requests, deregister, stop every server, close the client pool."""
+    if dep.nemo_gym is not None:
+        await dep.nemo_gym.stop()
     if dep.registrar:
         await dep.registrar.stop(deregister=True)
     servers = {id(s.server): s for s in dep.servers.values() if s.task}  # aliases share their agent's server
@@ -253,6 +263,8 @@ async def stop(dep: RunningDeployment) -> None:
 async def wait_ready(dep: RunningDeployment, timeout_s: float = 30.0) -> None:
     """Until the registrar has registered everything: WaitTimeoutError after `timeout_s` (where it looked, the last
     error), StartupError at once when the head refuses (wrong token, an address another instance holds)."""
+    if dep.nemo_gym is not None:
+        await dep.nemo_gym.wait_ready()  # bounded by its own start timeout (gymctl.nemo_gym.start_timeout_s)
     reg = dep.registrar
     if reg is None:
         return

@@ -20,6 +20,7 @@ from gymctl.config.model import GymConfig
 from gymctl.errors import GymctlError, UsageError
 from gymctl.runtime.addresses import is_own_address
 from gymctl.runtime.children import Child, OutputSink
+from gymctl.runtime.nemo_gym_group import nemo_gym_children
 from gymctl.runtime.supervisor import ReadyHook, RestartPolicy, Supervisor
 from gymctl.server.serving import bind_socket
 from gymctl.server.settings import ServerSettings
@@ -114,8 +115,14 @@ def build_children(cfg: GymConfig, config_args: ConfigArgs, *, log_dir: str | No
     logs = Path(log_dir) if log_dir else None
     if logs is not None:
         logs.mkdir(parents=True, exist_ok=True)
-    children = []
+    children: list[Child] = []
+    nemo = nemo_gym_children(cfg, sink=sink, log_dir=log_dir)  # NeMo Gym's own servers: started on their own interpreters
     for label, name, child_vars in child_labels(cfg, with_head=with_head):
+        if name in nemo:
+            children.append(nemo[name])
+            continue
+        if nemo and label == name and name in cfg.instances:  # its port was chosen for the NeMo Gym servers' config: keep it across restarts
+            child_vars = {"GYMCTL_PORT": str(cfg.instances[name].port), **child_vars}
         children.append(Child(label, [sys.executable, "-m", "gymctl", *serve_args(name, config_args, log_level)], {**env, **child_vars},
                               sink=sink, log_path=logs / f"{label.replace('#', '-')}.log" if logs else None, cwd=os.getcwd()))
     return children
