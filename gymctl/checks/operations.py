@@ -14,8 +14,13 @@ def monitoring(stack: Stack | None, *, enabled: bool) -> Finding:
 
 
 def log_shipping(stack: Stack | None) -> Finding:
-    return Finding("log shipping", "warn", "docker logging driver" if stack is not None else "--log-dir",
-                   "logs stay on this host; ship them centrally (a Docker logging driver in daemon.json, or a collector on the log files)")
+    if stack is not None and stack.logging is not None and stack.logging.driver not in ("json-file", "local"):
+        return Finding("log shipping", "ok", "gymctl.logging", f"every container logs through the {stack.logging.driver} driver")
+    if stack is None:
+        return Finding("log shipping", "warn", "--log-format json", "logs stay on this host; ship them centrally "
+                                                                    "(--log-format json --log-dir DIR, and a collector on those files)")
+    return Finding("log shipping", "warn", "gymctl.logging", "logs stay on this host (Docker's local files); ship them centrally: "
+                                                             "gymctl.logging: {driver: syslog|fluentd|gelf|..., options: {...}}")
 
 
 def resource_limits(stack: Stack | None) -> Finding:

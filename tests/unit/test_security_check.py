@@ -87,3 +87,11 @@ def test_ports_published_on_all_interfaces_need_tls(capsys, tmp_path, monkeypatc
     code, _, findings = check(capsys, ["-c", cfg, "--publish-host", "0.0.0.0", "--tls"])
     assert code == 0
     assert {f["check"] for f in findings if f["level"] == "warn"} >= {"monitoring", "log shipping", "resource limits"}
+
+
+def test_a_shipping_logging_driver_passes_the_log_check(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    cfg = write(tmp_path, BASE + "policy_base_url: http://127.0.0.1:8000/v1\npolicy_api_key: ${oc.env:K,x}\n"
+                                 "gymctl:\n  logging: {driver: syslog, options: {syslog-address: 'udp://10.0.0.9:514'}}\n")
+    _, _, findings = check(capsys, ["-c", cfg])
+    assert next(f for f in findings if f["check"] == "log shipping")["level"] == "ok"
