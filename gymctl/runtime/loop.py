@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import resource
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from gymctl.server.capacity import raise_open_files_limit as raise_open_files_limit  # re-exported; every gymctl loop starts by lifting the soft limit
+
 T = TypeVar("T")
-
-
-def raise_open_files_limit() -> int:
-    """Thousands of rollouts in flight need thousands of sockets: lift the soft limit to the hard one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else 1_048_576
-    if soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            return target
-        except (ValueError, OSError):
-            return soft
-    return soft
 
 
 def tune_gc() -> None:

@@ -10,7 +10,7 @@ from gymctl.errors import ConfigError, UsageError
 from gymctl.rollouts import CollectSpec
 from gymctl.server.admission import AdmissionMiddleware
 from gymctl.server.asgi_dispatch import asgi_request
-from gymctl.server.capacity import RESERVE_FILES, capacity, client_connections_fit, open_files_limit
+from gymctl.server.capacity import capacity, client_connections_fit, open_files_limit, reserve_files
 from gymctl.server.client import retry_after
 from gymctl.server.settings import ServerSettings
 from tests.conftest import EXAMPLE_DATA
@@ -45,7 +45,7 @@ async def test_at_the_limit_the_next_request_gets_503_retry_after_and_close_and_
 
 def test_the_budget_splits_the_open_files_between_requests_in_and_calls_out():
     cap = capacity(open_files=20_000)
-    assert cap.upstream_connections + cap.max_concurrency <= 20_000 - RESERVE_FILES
+    assert cap.upstream_connections + cap.max_concurrency <= 20_000 - reserve_files(20_000)
     assert cap.in_flight >= 9_000  # 10,000 in flight on a 20,000-file machine: >= 90% of them admitted at once
     assert capacity(upstream_connections=64, open_files=20_000).max_concurrency > cap.max_concurrency  # a small LLM bound leaves more for requests
     assert capacity(max_concurrency=50, open_files=20_000).max_concurrency == 50
