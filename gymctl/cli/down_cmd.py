@@ -38,6 +38,11 @@ def down(
     from gymctl.docker.stack import ComposeStack, StackNotUpError
 
     name = project_of(project)
+    if topology == "swarm":
+        from gymctl.cli.swarm_verbs import down as down_swarm
+
+        down_swarm(name, as_json=as_json)
+        return
     stack = ComposeStack(name, stack_file(name))
     try:
         before = stack.down(volumes=volumes)

@@ -55,6 +55,11 @@ def logs(
 
     instance, overrides = split_instance(instance, overrides)
     name = project_of(project)
+    if topology == "swarm":
+        from gymctl.cli.swarm_verbs import logs as logs_swarm
+
+        logs_swarm(name, instance, follow=follow, tail=tail)
+        return
     stack = ComposeStack(name, stack_file(name))
     service = service_of(instance, stack.require_up(), config, sets, overrides) if instance else None
     try:

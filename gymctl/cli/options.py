@@ -12,7 +12,7 @@ from gymctl.config.model import GymConfig, load_config
 
 # Closed sets. Each equals its library twin (tests/unit/test_cli_options.py checks): compose topologies =
 # gymctl.compose.model.TOPOLOGIES, restart policies = gymctl.runtime.separated.RESTART_POLICIES.
-ComposeTopology = Literal["all-in-one", "separated", "multi-host"]
+ComposeTopology = Literal["all-in-one", "separated", "multi-host", "swarm"]
 RunTopology = Literal["all-in-one", "separated", "ray"]
 RestartPolicy = Literal["no", "on-failure"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]  # what uvicorn accepts
@@ -36,7 +36,8 @@ ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Compose
 TopologyOpt = Annotated[
     ComposeTopology,
     typer.Option("--topology", "-t", help=(
-        "all-in-one: one container; separated: the head plus one container per instance; multi-host: one file per host (gymctl.nodes).")),
+        "all-in-one: one container; separated: the head plus one container per instance; multi-host: one file per host (gymctl.nodes); "
+        "swarm: a stack on the context's swarm.")),
 ]
 RunTopologyOpt = Annotated[
     RunTopology,
@@ -83,7 +84,9 @@ ContextOpt = Annotated[str | None, typer.Option(
 IgnoredConfigOpt = Annotated[list[str] | None, typer.Option("--config", "-c", help=f"{UP_ONLY} (the stack is found by --project)")]
 IgnoredSetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help=UP_ONLY)]
 IgnoredOverridesArg = Annotated[list[str] | None, typer.Argument(metavar="OVERRIDES", help=f"`+key=value` overrides. {UP_ONLY}", show_default=False)]
-IgnoredTopologyOpt = Annotated[ComposeTopology | None, typer.Option("--topology", "-t", help=UP_ONLY, show_default=False)]
+IgnoredTopologyOpt = Annotated[ComposeTopology | None, typer.Option(
+    "--topology", "-t", help="swarm: act on the swarm stack of --project (on the --context swarm); the others are accepted and ignored.",
+    show_default=False)]
 IgnoredProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help=f"{UP_ONLY} (pass --head or a config to find the head)")]
 
 

@@ -35,6 +35,10 @@ def ps(
     from gymctl.docker.stack import ComposeStack
 
     name = project_of(project)
+    if topology == "swarm":
+        from gymctl.cli.swarm_verbs import ps as ps_swarm
+
+        sys.exit(ps_swarm(name, as_json=as_json))
     states = ComposeStack(name, stack_file(name)).ps()
     if as_json:
         print_json(states)

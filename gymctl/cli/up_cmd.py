@@ -101,11 +101,18 @@ def up(
                 -c responses_api_models/scripted_model/configs/scripted_model.yaml
       gymctl up --topology all-in-one --build ...
       gymctl up --topology multi-host --node worker1 -c examples/multi-host/worker-config.yaml   (one host's part, on the current context)
+      gymctl up --topology swarm --context gymctl-lab -c ...   (a stack on that swarm; images pushed to --registry, else the lab's)
     """
     from gymctl.docker.stack import ComposeStack
 
     cfg = load_from_cli(config, sets, overrides)
     name = project_of(project)
+    if topology == "swarm":  # a stack on the context's swarm: gymctl.cli.swarm_verbs
+        from gymctl.cli.swarm_verbs import up as up_swarm
+
+        no_multi_host_monitoring(monitoring)
+        up_swarm(cfg, name, registry=registry, push=push, wait=wait, timeout=timeout, prefix=image_prefix, tag=tag, as_json=as_json)
+        return
     if topology == "multi-host":
         no_multi_host_monitoring(monitoring)
         _up_host(cfg, name, node, wait=wait, timeout=timeout, prefix=image_prefix, tag=tag, registry=registry, host_network=host_network,

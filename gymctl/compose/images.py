@@ -56,7 +56,7 @@ def image_units(cfg: GymConfig, topology: str | None = None, prefix: str = DEFAU
     """The images `gymctl build` makes for a config (topology None: both topologies' images)."""
     units: dict[str, ImageUnit] = {}
     served = [s for s in cfg.instances.values() if not s.alias_of and not cfg.deployment_of(s.name).image]
-    if topology in (None, "separated", "multi-host"):
+    if topology in (None, "separated", "multi-host", "swarm"):
         units[HEAD_UNIT] = ImageUnit(HEAD_UNIT, head_image(prefix, tag))
         for spec in served:
             rel = f"{spec.server_type}/{spec.impl}"

@@ -16,7 +16,7 @@ from gymctl.config.model import GymConfig, to_yaml
 from gymctl.errors import ConfigError, UsageError
 
 Topology = Literal["all-in-one", "separated", "multi-host"]
-TOPOLOGIES: tuple[str, ...] = ("all-in-one", "separated", "multi-host")
+TOPOLOGIES: tuple[str, ...] = ("all-in-one", "separated", "multi-host", "swarm")  # swarm: a stack file, gymctl.compose.swarm
 MULTI_HOST: Literal["multi-host"] = "multi-host"  # one file per host: gymctl.compose.multihost
 LABEL_PROJECT = "io.gymctl.project"
 LABEL_INSTANCE = "io.gymctl.instance"
@@ -238,6 +238,8 @@ def build_stack(cfg: GymConfig, topology: str, settings: RenderSettings | None =
         raise UsageError(f"--topology {topology!r} is not known; choose one of: {', '.join(TOPOLOGIES)}")
     if topology == MULTI_HOST:
         raise UsageError("--topology multi-host writes one compose file per host: give --output DIR")
+    if topology == "swarm":
+        raise UsageError("--topology swarm writes a stack file (gymctl.compose.swarm.render_swarm): give --output DIR")
     config_yaml, secret_values = container_config(cfg, topology)
     pass_env = referenced_env(config_yaml)
     services = _separated(cfg, settings, pass_env) if topology == "separated" else _all_in_one(cfg, settings, pass_env)

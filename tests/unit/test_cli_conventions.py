@@ -53,10 +53,10 @@ BAD_CHOICES = [
     (["run", "--log-level", "bogus"], "--log-level 'bogus' is not known; choose one of: critical, error, warning, info, debug, trace"),
     (["run", "--restart", "sometimes"], "--restart 'sometimes' is not known; choose one of: no, on-failure"),
     (["serve", "head", "--log-level", "loud"], "--log-level 'loud' is not known; choose one of:"),
-    (["render", "-t", "swarm"], "--topology 'swarm' is not known; choose one of: all-in-one, separated"),
-    (["up", "-t", "swarm"], "--topology 'swarm' is not known"),
-    (["build", "--topology", "swarm"], "--topology 'swarm' is not known"),
-    (["down", "-t", "swarm"], "--topology 'swarm' is not known"),
+    (["render", "-t", "kubernetes"], "--topology 'kubernetes' is not known; choose one of: all-in-one, separated, multi-host, swarm"),
+    (["up", "-t", "kubernetes"], "--topology 'kubernetes' is not known"),
+    (["build", "--topology", "kubernetes"], "--topology 'kubernetes' is not known"),
+    (["down", "-t", "kubernetes"], "--topology 'kubernetes' is not known"),
 ]
 
 

@@ -116,7 +116,9 @@ def test_project_name_is_used_everywhere():
 
 
 def test_unknown_topology_is_a_usage_error():
-    with pytest.raises(UsageError, match="--topology 'swarm' is not known; choose one of: all-in-one, separated"):
+    with pytest.raises(UsageError, match="--topology 'kubernetes' is not known; choose one of: all-in-one, separated"):
+        render(example(), "kubernetes")
+    with pytest.raises(UsageError, match="--topology swarm writes a stack file"):
         render(example(), "swarm")
 
 

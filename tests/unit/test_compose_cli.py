@@ -38,9 +38,9 @@ def test_render_to_stdout_and_secret_names_hint(tmp_path):
 
 
 def test_render_unknown_topology():
-    r = gymctl("render", "-t", "swarm", *CONFIG)
+    r = gymctl("render", "-t", "kubernetes", *CONFIG)
     assert r.returncode == 2
-    assert "UsageError: --topology 'swarm' is not known; choose one of: all-in-one, separated" in r.stderr
+    assert "UsageError: --topology 'kubernetes' is not known; choose one of: all-in-one, separated" in r.stderr
 
 
 def test_up_without_an_engine_says_which_and_how(tmp_path):
