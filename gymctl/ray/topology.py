@@ -134,8 +134,10 @@ def _place(cfg: GymConfig, config_args: RayConfigArgs, head_url: str, settings: 
                 options["num_gpus"] = gpus
             if custom:
                 options["resources"] = custom
-            if not (gpus or custom):  # resources servers and agents: on a CPU node, so the accelerators stay for the model servers
-                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=cpu_node, soft=True)
+            if not (gpus or custom):
+                # Resources servers and agents on a CPU node, so the accelerators stay for the model servers. Hard: a soft
+                # affinity spills over to any node while the target's workers are starting (seen here with replicas).
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=cpu_node, soft=False)
             handle = InstanceActor.options(**options).remote(config_args, name, aliases, head_url, settings.auth_token, settings.log_level)
             out.append(PlacedActor(name, options["name"], handle))
     return out

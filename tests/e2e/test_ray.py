@@ -127,7 +127,8 @@ def test_run_topology_ray_joins_the_cluster_places_the_model_by_its_resource_and
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115 -- held by the child until it exits
     proc = subprocess.Popen(
         [sys.executable, "-m", "gymctl", "run", "--topology", "ray", "-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG,
-         f"+ray_head_node_address={cluster.address}", "--set", f"head_server.port={port}", "--set", "gymctl.instances.policy_model.ray_resources={model_node: 1}"],
+         f"+ray_head_node_address={cluster.address}", "--set", f"head_server.port={port}", "--set", "gymctl.instances.policy_model.ray_resources={model_node: 1}",
+         "--set", "gymctl.instances.example_single_tool_call.replicas=2"],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
@@ -135,9 +136,11 @@ def test_run_topology_ray_joins_the_cluster_places_the_model_by_its_resource_and
         model = ray.get_actor("gymctl.policy_model", namespace="gymctl")
         info = ray.get(model.info.remote(), timeout=10)
         assert info["node_id"] == cluster.gpu_node_id  # Ray placed it on the node that has model_node
-        for name in ("example_single_tool_call", AGENT):
+        for name in ("example_single_tool_call", "example_single_tool_call.2", AGENT):  # replicas: one actor each
             other = ray.get(ray.get_actor(f"gymctl.{name}", namespace="gymctl").info.remote(), timeout=10)
             assert other["node_id"] != cluster.gpu_node_id
+        registered = [i["process_name"] for i in http_json(head_url + "/server_instances")[1]]
+        assert registered.count("example_single_tool_call") == 2
         status = subprocess.run([sys.executable, "-m", "gymctl", "status", "--head", head_url, "--json"], cwd=REPO, capture_output=True, text=True, timeout=60)
         assert status.returncode == 0 and json.loads(status.stdout)["ok"], status.stdout + status.stderr
 
@@ -214,3 +217,17 @@ def test_run_topology_ray_with_an_unreachable_head_node_address_says_so_without_
     assert run.returncode == 1 and time.monotonic() - t0 < 30
     assert f"RayUnreachableError: no Ray cluster answers at ray_head_node_address=127.0.0.1:{port} after 10 s" in run.stderr
     assert "leave ray_head_node_address unset to start a local cluster" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_an_instance_that_fails_in_its_actor_is_a_startup_error_naming_it(cluster):
+    import asyncio
+
+    from gymctl.api import Deployment
+    from gymctl.errors import StartupError
+
+    overrides = {"ray_head_node_address": cluster.address}  # vllm_model without policy_base_url: its block cannot resolve
+    with pytest.raises(StartupError) as e:
+        asyncio.run(Deployment.start([EXAMPLE_CONFIG, VLLM_CONFIG], overrides, topology="ray", cwd=REPO))
+    assert "gymctl.policy_model failed to start" in str(e.value) and "policy_base_url" in str(e.value), str(e.value)
+    with pytest.raises(ValueError):
+        ray.get_actor("gymctl.example_single_tool_call", namespace="gymctl")  # the others were stopped
