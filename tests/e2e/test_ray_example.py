@@ -14,9 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import IN_CI, REPO
 
-pytest.importorskip("ray")
+__import__("ray") if IN_CI else pytest.importorskip("ray")  # in CI a missing Ray fails, never skips
 
 
 def test_the_grpo_shaped_example_collects_token_ids_and_cleans_up(tmp_path):
