@@ -21,7 +21,7 @@ from gymctl.compose.model import LABEL_PROJECT
 from gymctl.docker import state
 from gymctl.docker.backend import Pull
 from gymctl.docker.cli import compose_version, nvidia_runtime
-from gymctl.docker.contexts import sdk_client
+from gymctl.docker.contexts import context_host, sdk_client
 from gymctl.docker.state import COMPOSE_PROJECT, COMPOSE_SERVICE, ContainerState
 from gymctl.errors import DockerError
 
@@ -69,6 +69,10 @@ class DockerBackend:
         self.context = context  # a Docker context's name; None: the current one (DOCKER_HOST, else the default)
         self._client: Any = None
         self._client_host: str | None = None
+
+    def _remote(self) -> bool:
+        host = context_host(self.context) if self.context else os.environ.get("DOCKER_HOST", "")
+        return host.startswith(("tcp://", "ssh://", "http://", "https://"))
 
     def _engine(self) -> Any:
         host = self.context or os.environ.get("DOCKER_HOST")  # `--context` may repoint DOCKER_HOST within a process
@@ -188,7 +192,10 @@ class DockerBackend:
         return nvidia_runtime(self._engine())
 
     def port_free(self, host: str, port: int) -> bool:
-        # The engine publishes on this machine (DOCKER_HOST is local): a bind here tells what `up` would meet.
+        # A local engine publishes on this machine: a bind here tells what `up` would meet. A remote one (a lab
+        # node, another host) publishes there: nothing here can tell, so its own error at `up` says it.
+        if self._remote():
+            return True
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are not "taken"
             try:

@@ -111,9 +111,9 @@ def _start(client: Any, nodes: int, gpu_nodes: int, gpus_per_node: int, swarm: b
     return lab
 
 
-def inspect_lab() -> Lab:
-    """The lab as the engine and the contexts show it (an empty Lab when there is none)."""
-    client = engine_client()
+def inspect_lab(client: Any | None = None) -> Lab:
+    """The lab as the engine (`client`; default: the current one) and the contexts show it (an empty Lab when there is none)."""
+    client = client or engine_client()
     lab = Lab()
     found = client.containers.list(all=True, filters={"label": ln.LABEL_CLUSTER})
     nets = client.networks.list(filters={"label": ln.LABEL_CLUSTER})

@@ -57,9 +57,10 @@ def push_images(client: Any, images: list[str], registry: str, *, progress: Call
 def push_endpoint(registry: str) -> str:
     """Where this machine pushes images that hosts pull as `registry`: the lab's registry is reached by its
     nodes under its lab name and from here on loopback; any other registry is one address for all."""
+    from gymctl.docker.contexts import origin_client
     from gymctl.docker.lab import inspect_lab
 
-    lab = inspect_lab()
+    lab = inspect_lab(origin_client())  # the lab runs on this machine's engine, whatever --context points at
     if lab.registry and registry == lab.registry_lab_name:
         return lab.registry
     return registry

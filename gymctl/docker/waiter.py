@@ -28,6 +28,12 @@ def no_progress(_states: list[ContainerState], _phase: str) -> None:
     """The default progress callback: show nothing."""
 
 
+def from_registry(image: str) -> bool:
+    """`10.0.0.1:5000/gymctl/x:latest`, `registry.example.com/gymctl/x`: Docker's rule for a registry host in a reference."""
+    first, sep, _ = image.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+
+
 class StackWaiter:
     """Turns what the engine shows while a stack starts into readiness or one clear error (log tail, exit code, fix)."""
 
@@ -43,7 +49,8 @@ class StackWaiter:
     def preflight(self, rendered: RenderedStack) -> None:
         """Refuse before anything starts, with the fix: missing images, GPUs without the NVIDIA runtime, host ports taken."""
         services = rendered.stack.services
-        missing = self.backend.missing_images([s.image for s in services])
+        # An image named by a registry (REGISTRY/gymctl/x) is pulled by compose on the engine that runs it.
+        missing = self.backend.missing_images([s.image for s in services if not from_registry(s.image)])
         if missing:
             raise DockerError(f"image(s) not built: {', '.join(missing)}; run `gymctl build` (or `gymctl up --build`)")
         gpu = [f"{s.instance} (gpus: {s.gpus})" for s in services if s.gpus]

@@ -157,3 +157,22 @@ def test_status_lists_instances_expected_from_another_host_until_they_register(t
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.mark.parametrize(("image", "registry"), [
+    ("gymctl/head:latest", False), ("gymctl-lab-registry:5000/gymctl/head:latest", True), ("10.0.0.1:5000/gymctl/x", True),
+    ("registry.example.com/gymctl/x:1", True), ("localhost/gymctl/x", True), ("head", False),
+])
+def test_images_named_by_a_registry_are_left_for_the_engine_to_pull(image, registry):
+    from gymctl.docker.waiter import from_registry
+
+    assert from_registry(image) is registry
+
+
+def test_a_remote_engine_is_not_asked_about_ports_on_this_machine(monkeypatch):
+    from gymctl.docker.docker_backend import DockerBackend
+
+    monkeypatch.setenv("DOCKER_HOST", "tcp://192.0.2.7:2375")
+    assert DockerBackend().port_free("192.0.2.7", 11000)  # not an address here: a local bind would say "taken"
+    monkeypatch.delenv("DOCKER_HOST")
+    assert not DockerBackend().port_free("192.0.2.7", 11000)
