@@ -11,6 +11,7 @@ from gymctl.cli.options import ConfigOpt, JsonOpt, OverridesArg, SetOpt, load_fr
 
 if TYPE_CHECKING:
     from gymctl.checks import Finding
+    from gymctl.compose.model import Stack
     from gymctl.config.model import GymConfig
 
 CheckTopology = Literal["processes", "all-in-one", "separated"]
@@ -29,6 +30,19 @@ def findings_for(cfg: GymConfig, topology: str, *, publish_host: str = "127.0.0.
         stack = render_config(cfg, topology, "gymctl", publish_host=publish_host, check_gpus=False, monitoring=monitoring).stack
     context = CheckContext(token_set=bool(ServerSettings.from_env().auth_token), tls=tls, monitoring=monitoring)
     return run_checks(cfg, stack, context)
+
+
+def warn_checklist(cfg: GymConfig, stack: Stack, *, monitoring: bool = False) -> None:
+    """`gymctl up`: the checklist's warnings and errors for the stack being started (it starts anyway)."""
+    from gymctl.checks import CheckContext, run_checks
+    from gymctl.server.settings import ServerSettings
+
+    context = CheckContext(token_set=bool(ServerSettings.from_env().auth_token), monitoring=monitoring)
+    problems = [f for f in run_checks(cfg, stack, context) if f.level == "error"]
+    for f in problems:
+        print(f"warning: gymctl check: {f.check}: {f.where}: {f.message}", file=sys.stderr)
+    if problems:
+        print("warning: run `gymctl check` with the same arguments for the whole checklist", file=sys.stderr)
 
 
 def print_findings(findings: list[Finding], *, only_problems: bool = False) -> None:

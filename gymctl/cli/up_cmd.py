@@ -125,6 +125,9 @@ def up(
     rendered = render_config(cfg, topology, name, publish_host=publish_host, prefix=image_prefix, tag=tag, monitoring=monitoring,
                              monitoring_port=monitoring_port)
     warn(rendered)
+    from gymctl.cli.check_cmd import warn_checklist
+
+    warn_checklist(cfg, rendered.stack, monitoring=monitoring)  # `gymctl check`'s problems, as warnings: up goes on
     path = stack_file(name)
     write_file(path, rendered.compose_yaml)
     stack = ComposeStack(name, path)

@@ -95,3 +95,16 @@ def test_a_shipping_logging_driver_passes_the_log_check(capsys, tmp_path, monkey
                                  "gymctl:\n  logging: {driver: syslog, options: {syslog-address: 'udp://10.0.0.9:514'}}\n")
     _, _, findings = check(capsys, ["-c", cfg])
     assert next(f for f in findings if f["check"] == "log shipping")["level"] == "ok"
+
+
+def test_up_warns_with_the_checklist_errors_and_starts_anyway(fake_stack, tmp_path):
+    from tests.unit.cli_runner import invoke
+
+    cfg = write(tmp_path, BASE.replace("  - ", f"  - {REPO}/servers/") + f"policy_base_url: http://127.0.0.1:8000/v1\npolicy_api_key: {SECRET}\n")
+    r = invoke("up", "-c", cfg, "-t", "separated", "-p", "i15-check-ut", "--publish-host", "0.0.0.0")
+    assert r.code == 0, r.err
+    assert "warning: gymctl check: secrets in config files: policy_api_key" in r.err
+    assert "warning: gymctl check: published ports" in r.err and SECRET not in r.err + r.out
+    quiet = invoke("up", "-c", cfg, "-t", "separated", "-p", "i15-check-ut2",
+                   "--set", "policy_api_key=${oc.env:K,x}")
+    assert quiet.code == 0 and "gymctl check" not in quiet.err
