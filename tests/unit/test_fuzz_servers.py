@@ -24,7 +24,7 @@ from gymctl.runtime import inprocess
 from gymctl.server.settings import ServerSettings
 from tests.conftest import AGENT, EXAMPLE_CONFIG, REPO, SCRIPTED_CONFIG, example_rows, free_port
 
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 
 @dataclass
@@ -152,7 +152,7 @@ def test_wrong_json_types_get_4xx_not_5xx(targets, kind):
     errors: list[str] = []
     with httpx.Client(base_url=target.url, timeout=30) as client:
 
-        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         @given(path=st.sampled_from(paths), body=st.one_of(json_values, mistyped()))
         def check(path: str, body: Any) -> None:
             r = client.post(path, json=body)
