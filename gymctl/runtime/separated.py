@@ -38,15 +38,37 @@ def check_restart(restart: str) -> RestartPolicy:
     return restart  # type: ignore[return-value]
 
 
-def serve_args(name: str, config_args: ConfigArgs, log_level: str) -> list[str]:
-    """`serve NAME` with the run's own --config / --set / +overrides, so the child loads the same config."""
+def serve_args(name: str, config_args: ConfigArgs, log_level: str, secret_env: dict[str, str] | None = None) -> list[str]:
+    """`serve NAME` with the run's own --config / --set / +overrides, so the child loads the same config.
+
+    A secret given on the command line (`--set policy_api_key=...`, a URL with a password) does not travel on the
+    child's: it goes into `secret_env` (the child's environment) and the argument becomes `${oc.env:VAR}`.
+    """
     config, sets, overrides = config_args
-    args = ["serve", name, *(overrides or [])]
+    hide = (lambda items: hide_secrets(items, secret_env)) if secret_env is not None else list
+    args = ["serve", name, *hide(overrides or [])]
     for path in config or []:
         args += ["--config", path]
-    for item in sets or []:
+    for item in hide(sets or []):
         args += ["--set", item]
     return [*args, "--log-level", log_level]
+
+
+def hide_secrets(items: list[str], secret_env: dict[str, str]) -> list[str]:
+    """`key=value` items with each secret value replaced by `${oc.env:GYMCTL_SECRET_N}` (the value put in `secret_env`)."""
+    from gymctl.config.redact import is_secret_name
+    from gymctl.server.credentials import redact_text
+
+    out = []
+    for item in items:
+        key, eq, value = item.partition("=")
+        leaf = key.lstrip("+~").rsplit(".", 1)[-1]
+        if eq and value and "${" not in value and (is_secret_name(leaf) or redact_text(value) != value):
+            var = next((k for k, v in secret_env.items() if v == value), f"GYMCTL_SECRET_{len(secret_env)}")
+            secret_env[var] = value
+            item = f"{key}=${{oc.env:{var}}}"
+        out.append(item)
+    return out
 
 
 def child_env(head_url: str) -> dict[str, str]:
@@ -123,7 +145,9 @@ def build_children(cfg: GymConfig, config_args: ConfigArgs, *, log_dir: str | No
             continue
         if nemo and label == name and name in cfg.instances:  # its port was chosen for the NeMo Gym servers' config: keep it across restarts
             child_vars = {"GYMCTL_PORT": str(cfg.instances[name].port), **child_vars}
-        children.append(Child(label, [sys.executable, "-m", "gymctl", *serve_args(name, config_args, log_level)], {**env, **child_vars},
+        secrets: dict[str, str] = {}  # never on a command line (ps, /proc/PID/cmdline): in the child's environment
+        argv = [sys.executable, "-m", "gymctl", *serve_args(name, config_args, log_level, secrets)]
+        children.append(Child(label, argv, {**env, **child_vars, **secrets},
                               sink=sink, log_path=logs / f"{label.replace('#', '-')}.log" if logs else None, cwd=os.getcwd()))
     return children
 
