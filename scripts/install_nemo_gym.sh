@@ -22,7 +22,7 @@ WORK="$VENV/work"
 for dir in resources_servers/example_single_tool_call responses_api_agents/simple_agent responses_api_models/openai_model environment_servers/legacy_agent; do
   mkdir -p "$WORK/$dir"
   "$VENV/bin/uv" venv -q --seed --allow-existing --python "$PY313" "$WORK/$dir/.venv"
-  "$VENV/bin/uv" pip install -q --python-version 3.13.14 --python "$WORK/$dir/.venv/bin/python" \
+  "$VENV/bin/uv" pip install -q --compile-bytecode --python-version 3.13.14 --python "$WORK/$dir/.venv/bin/python" \
     nemo-gym==0.7.0 'ray[default]==2.60.0' openai==2.44.0
 done
 touch "$VENV/.complete"

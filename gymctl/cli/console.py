@@ -25,6 +25,10 @@ def print_deployment(dep: Any, elapsed_s: float) -> None:
         spec = dep.config.instances[name]
         impl = spec.impl + (f" (alias of {spec.alias_of})" if spec.alias_of else "")
         table.add_row(name, spec.server_type, impl, s.url)
+    for child in getattr(dep.nemo_gym, "children", []):  # NeMo Gym's own servers, child processes of this one
+        for record in child.spec.records:
+            alias = f" (alias of {record['alias_of']})" if record.get("alias_of") else ""
+            table.add_row(record["process_name"], record["server_type"], f"{record['name']}{alias} [NeMo Gym, pid {child.pid}]", child.spec.url)
     if dep.head is not None:
         for name, server_type in dep.config.remote.items():
             table.add_row(name, server_type, "[yellow]expected from another host[/]", "-")

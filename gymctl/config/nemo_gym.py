@@ -21,7 +21,7 @@ RUNTIMES = ("gymctl", "nemo_gym")
 NEMO_GYM_KEY = "nemo_gym"
 NEMO_GYM_FIELDS = ("python", "start_timeout_s")
 SPINUP_KEY = "server_spinup_timeout_seconds"  # NeMo Gym's own bound on a server's start: honoured
-DEFAULT_START_TIMEOUT_S = 60.0
+DEFAULT_START_TIMEOUT_S = 180.0  # NeMo Gym's own default is 600 s; a cold start of several servers on 2 cores takes ~30-60 s
 
 _CREATE_APP = re.compile(r"^(async\s+)?def\s+create_app\s*\(", re.MULTILINE)
 _IMPORTS_NEMO_GYM = re.compile(r"^\s*(from|import)\s+nemo_gym\b", re.MULTILINE)

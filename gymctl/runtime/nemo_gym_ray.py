@@ -63,11 +63,13 @@ class SharedRay:
             if proc.poll() is not None:
                 break
             time.sleep(0.1)
+        exited = proc.poll()
         cls(proc, "").kill()
-        tail = "\n".join(out.decode(errors="replace").splitlines()[-15:])
-        raise StartupError(f"the shared Ray cluster for {', '.join(needing)} did not start within {START_TIMEOUT_S:.0f} s "
-                           f"(on {python}); set ray_head_node_address to a running cluster, or ray_enabled = False in the server",
-                           instance=needing[0], log_tail=tail)
+        lines = out.decode(errors="replace").splitlines()
+        what = f"exited with code {exited}: {lines[-1] if lines else 'no output'}" if exited is not None else f"did not start within {START_TIMEOUT_S:.0f} s"
+        raise StartupError(f"the shared Ray cluster for {', '.join(needing)} (their classes do not declare ray_enabled = False) {what} "
+                           f"(on {python}); set ray_head_node_address to a running cluster, or install ray in that venv",
+                           instance=needing[0], log_tail="\n".join(lines[-15:]))
 
     @classmethod
     async def start_for(cls, cfg: GymConfig, nemo: list[str], settings: NemoGymSettings) -> SharedRay | None:

@@ -70,6 +70,8 @@ class Supervisor:
             self.head, *self.instances = children
         self.head_wait_s = head_wait_s
         self.children = children
+        # A NeMo Gym server may take longer to answer than gymctl's (gymctl.runtime.nemo_gym_child: its own bound).
+        self.ready_timeout_s = max([READY_TIMEOUT_S, *(float(getattr(c, "start_timeout_s", 0)) + 5 for c in children)])
         self.restart = restart
         self.sink = sink
         self.token = token
@@ -117,7 +119,7 @@ class Supervisor:
             return
         url = self.cfg.head_url + "/health"
         last: Any = None
-        remaining = READY_TIMEOUT_S - (time.monotonic() - self.started_at)
+        remaining = self.ready_timeout_s - (time.monotonic() - self.started_at)
         async with aiohttp.ClientSession(headers=auth_headers(self.token)) as session:
 
             async def head_ready() -> bool:
@@ -138,7 +140,7 @@ class Supervisor:
                 tails = "\n".join(f"{c.name}: {line}" for c in self.children if c.name in (waiting or []) for line in list(c.tail)[-5:])
                 self.stop_event.set()
                 raise NotReadyError(
-                    f"head {self.cfg.head_url} not ready after {READY_TIMEOUT_S:.0f} s"
+                    f"head {self.cfg.head_url} not ready after {self.ready_timeout_s:.0f} s"
                     + (f"; still waiting for {', '.join(waiting)}" if waiting else ""),
                     service="head", status=str(last), log_tail=tails,
                 ) from None
