@@ -49,8 +49,10 @@ def new_session(limit: int = 0, per_host: int = 0) -> aiohttp.ClientSession:
 
     `limit` / `per_host` bound the connections in use (0: no bound); a request beyond waits for one.
     """
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=per_host, ttl_dns_cache=300, keepalive_timeout=CLIENT_KEEPALIVE_S,
-                                     enable_cleanup_closed=True)
+    from gymctl.server.connector import PacedConnector  # new connections to one upstream opened a few at a time
+
+    connector = PacedConnector(limit=limit, limit_per_host=per_host, ttl_dns_cache=300, keepalive_timeout=CLIENT_KEEPALIVE_S,
+                               enable_cleanup_closed=True)
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),

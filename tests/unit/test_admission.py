@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -75,3 +76,29 @@ def test_a_concurrency_past_the_open_files_limit_is_refused_with_the_limit_and_w
     spec = CollectSpec(agent="a", input_path=EXAMPLE_DATA, output_path=tmp_path / "out.jsonl", concurrency=too_many)
     with pytest.raises(UsageError, match="open-files limit"):
         spec.check()
+
+
+async def test_new_connections_to_one_upstream_are_opened_a_few_at_a_time(monkeypatch):
+    import aiohttp
+
+    from gymctl.server.connector import PacedConnector
+
+    opening = peak = 0
+
+    async def slow_connect(self, req, traces, timeout):
+        nonlocal opening, peak
+        opening += 1
+        peak = max(peak, opening)
+        await asyncio.sleep(0.01)
+        opening -= 1
+        raise aiohttp.ClientConnectionError("no server in this test")
+
+    monkeypatch.setattr(aiohttp.TCPConnector, "_create_connection", slow_connect)
+    async with aiohttp.ClientSession(connector=PacedConnector(limit=0, connects_per_host=4)) as session:
+
+        async def one(port: int) -> None:
+            with contextlib.suppress(aiohttp.ClientConnectionError):
+                await session.get(f"http://127.0.0.1:{port}/")
+
+        await asyncio.gather(*(one(9) for _ in range(40)), *(one(10) for _ in range(40)))
+    assert peak == 8  # 4 per host:port, two hosts
