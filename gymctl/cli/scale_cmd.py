@@ -59,7 +59,7 @@ def scale(
         time.sleep(1.0)  # let the swarm take the new spec before reading its tasks
         progress = TaskProgress()
         try:
-            rows = wait_ready(swarm, name, head_url, timeout_s=timeout, progress=progress)
+            rows = wait_ready(swarm, name, head_url, timeout_s=timeout, progress=progress, exact=set(wanted))
         finally:
             progress.close()
     seconds = time.monotonic() - t0

@@ -48,7 +48,7 @@ class TaskProgress:
     def __init__(self) -> None:
         self.console = _stderr_console()
         self.t0 = time.monotonic()
-        self.last: dict[tuple[str, int], str] = {}
+        self.last: dict[str, str] = {}
         self.live = None
         if self.console.is_terminal:
             from rich.live import Live
@@ -62,8 +62,8 @@ class TaskProgress:
             return
         for r in rows:
             text = f"{r.state} on {r.node}" + (f" ({r.error})" if r.error else "")
-            if self.last.get((r.service, r.slot)) != text:
-                self.last[(r.service, r.slot)] = text
+            if self.last.get(r.task_id) != text:
+                self.last[r.task_id] = text
                 print(f"  {time.monotonic() - self.t0:5.1f} s  {r.service}.{r.slot}: {text}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -75,10 +75,10 @@ def default_registry(registry: str | None) -> str | None:
     """--registry, else the lab's (its node-facing name) when a lab is up."""
     if registry:
         return registry
-    from gymctl.docker.lab import inspect_lab
+    from gymctl.docker.swarm import lab_registry
 
-    lab = inspect_lab()
-    return lab.registry_lab_name if lab.registry else None
+    lab = lab_registry()
+    return lab[0] if lab else None
 
 
 def secret_values(cfg: GymConfig, literal: dict[str, str]) -> dict[str, str]:
@@ -93,11 +93,11 @@ def secret_values(cfg: GymConfig, literal: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def render_swarm_of(cfg: GymConfig, settings: SwarmSettings) -> RenderedSwarm:
+def render_swarm_of(cfg: GymConfig, settings: SwarmSettings, *, quiet: bool = False) -> RenderedSwarm:
     from gymctl.compose.swarm import render_swarm
 
     rendered = render_swarm(cfg, settings)
-    for w in rendered.warnings:
+    for w in [] if quiet else rendered.warnings:
         print(f"Warning: {w}", file=sys.stderr)
     return rendered
 
@@ -135,25 +135,23 @@ def deploy(cfg: GymConfig, project: str, *, registry: str | None, push: bool, pr
 
     Returns the swarm, the stack as deployed and the head's URL (its manager's address, its published port)."""
     from gymctl.compose.swarm import SwarmSettings
-    from gymctl.docker.swarm import check_placement, check_stack_name, create_secrets, inspect_swarm, stack_deploy, write_stack
+    from gymctl.docker.swarm import check_placement, check_stack_name, create_secrets, inspect_swarm, push_for_stack, stack_deploy, write_stack
 
     swarm = inspect_swarm()
     check_stack_name(swarm.client, project)
     registry = default_registry(registry)
     settings = SwarmSettings(project=project, image_prefix=prefix, image_tag=tag, registry=registry, head_node=swarm.manager.hostname,
-                             node_addresses={n.hostname: n.address for n in swarm.nodes if n.address})
+                             node_addresses={n.hostname: n.address for n in swarm.nodes if n.address}, healthcheck=not swarm.is_lab)
+    if swarm.is_lab:
+        say("the lab's nested engines cannot exec into containers: no container healthchecks; readiness from the head's registrations")
     draft = render_swarm_of(cfg, settings)
     check_placement(draft, swarm)
     if registry is not None and push:
-        from gymctl.docker.registry_push import push_stack_images
-
-        images = [s.image for s in draft.stack.services]
-        pushed = push_stack_images(images, registry, progress=say)
-        settings.digests = {f"{registry}/{p.image}": p.digest for p in pushed}
-        say(f"{len(pushed)} image(s) in {registry}, referenced by digest")
+        settings.digests = push_for_stack([s.image for s in draft.stack.services], registry, progress=say)
+        say(f"{len(settings.digests)} image(s) in {registry}, referenced by digest")
     values = secret_values(cfg, draft.secret_env)
     settings.secrets = create_secrets(swarm.client, project, values)
-    rendered = render_swarm_of(cfg, settings)
+    rendered = render_swarm_of(cfg, settings, quiet=True)
     path = write_stack(stack_dir(project), rendered)
     stack_deploy(project, path)
     return swarm, rendered, f"http://{swarm.manager.address}:{rendered.stack.head_port}"

@@ -55,6 +55,9 @@ class SwarmSettings(BaseModel):
     head_node: str | None = None  # hostname of the manager that runs the head (None: any manager)
     node_addresses: dict[str, str] = Field(default_factory=dict)  # node hostname -> address clients reach it at
     secrets: dict[str, str] = Field(default_factory=dict)  # env variable -> swarm secret name (values never here)
+    # False where the engines cannot exec into a container (the lab's nested ones: "error executing setns process"):
+    # no container healthcheck (the image's is disabled too); readiness and liveness come from the head's registrations.
+    healthcheck: bool = True
 
 
 class SwarmPort(BaseModel):
@@ -90,6 +93,7 @@ class SwarmStack(BaseModel):
     secrets: dict[str, str]  # key in the file -> external swarm secret name
     head_port: int
     warnings: list[str] = Field(default_factory=list)
+    healthcheck: bool = True
 
 
 @dataclass
@@ -222,6 +226,7 @@ def build_swarm_stack(cfg: GymConfig, settings: SwarmSettings | None = None) -> 
     stack = SwarmStack(
         project=project, services=services, labels={LABEL_PROJECT: project}, config_name=f"{project}_config_{short_hash(config_yaml)}",
         config_yaml=config_yaml, secrets={secret_key(v): settings.secrets[v] for v in present}, head_port=cfg.head_port, warnings=warnings,
+        healthcheck=settings.healthcheck,
     )
     return stack, secret_values
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,11 @@ class Swarm:
     client: Any = field(repr=False, default=None)
 
     @property
-    def head_url_host(self) -> str:
-        return self.manager.address
+    def is_lab(self) -> bool:
+        """The local lab (`gymctl cluster create --swarm`): nested engines, which cannot exec into a container (no healthchecks)."""
+        from gymctl.docker.lab_nodes import PREFIX
+
+        return all(n.hostname.startswith(f"{PREFIX}-node") for n in self.nodes)
 
 
 def manager_client(client: Any | None = None) -> Any:
@@ -238,3 +242,29 @@ def _remove_when_free(obj: Any, deadline: float) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def lab_registry() -> tuple[str, str] | None:
+    """The lab's registry as (the nodes' name for it, this machine's loopback address), asked of the engine this command
+    started with (the lab runs there, also after --context pointed the rest of the command at a node); None without a lab."""
+    from gymctl.docker.contexts import origin_client
+    from gymctl.docker.lab_nodes import LABEL_ROLE, REGISTRY_NAME, REGISTRY_PORT
+
+    for c in origin_client().containers.list(filters={"label": f"{LABEL_ROLE}=registry"}):
+        binding = (((c.attrs.get("HostConfig") or {}).get("PortBindings") or {}).get(f"{REGISTRY_PORT}/tcp") or [{}])[0]
+        return f"{REGISTRY_NAME}:{REGISTRY_PORT}", f"{binding.get('HostIp') or '127.0.0.1'}:{binding.get('HostPort', REGISTRY_PORT)}"
+    return None
+
+
+def push_for_stack(images: list[str], registry: str, *, progress: Callable[[str], None]) -> dict[str, str]:
+    """Push this machine's images that the stack names REGISTRY/<image> (the lab's registry through its loopback port);
+    {stack image name: pushed digest}. Layers the registry has are skipped by the push itself."""
+    from gymctl.docker.contexts import origin_client
+    from gymctl.docker.registry_push import push_images
+
+    prefix = registry.strip("/") + "/"
+    local = [i[len(prefix):] for i in images if i.startswith(prefix)]
+    lab = lab_registry()
+    endpoint = lab[1] if lab and registry == lab[0] else registry
+    pushed = push_images(origin_client(), local, endpoint, progress=progress)
+    return {prefix + p.image: p.digest for p in pushed}

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gymctl.compose.model import LABEL_INSTANCE
+from gymctl.docker.cli import run
 from gymctl.docker.swarm import Swarm, SwarmPlacementError, stack_services
 from gymctl.errors import DockerError, NotReadyError, StartupError, UsageError, did_you_mean
 
-PENDING_FOR_S = 5.0  # a task pending this long because nothing fits: an error, not a wait
+PENDING_FOR_S = 15.0  # a task pending this long because nothing fits: an error, not a wait (a rolling update frees room in seconds)
 FAILS_BEFORE_ERROR = 3  # a service whose tasks failed this often in this deploy: an error with the last one's reason
 
 
@@ -114,10 +115,10 @@ def service_rows(swarm: Swarm, project: str, head_url: str | None = None) -> lis
     return sorted(rows, key=lambda r: (r.service != "head", r.service))
 
 
-def _pending_error(rows: list[TaskRow], first_seen: dict[tuple[str, int], float]) -> SwarmPlacementError | None:
+def _pending_error(rows: list[TaskRow], first_seen: dict[tuple[str, int, str], float]) -> SwarmPlacementError | None:
     now = time.monotonic()
     for r in rows:
-        key = (r.service, r.slot)
+        key = (r.service, r.slot, r.task_id)
         if r.state == "pending" and ("no suitable node" in r.error or "insufficient resources" in r.error):
             first_seen.setdefault(key, now)
             if now - first_seen[key] >= PENDING_FOR_S:
@@ -155,15 +156,16 @@ def _failures(swarm: Swarm, project: str, before: set[str]) -> TaskRow | None:
 
 
 def wait_ready(swarm: Swarm, project: str, head_url: str, *, timeout_s: float, poll_s: float = 0.5,
-               progress: Progress = no_progress) -> list[ServiceRow]:
+               progress: Progress = no_progress, exact: set[str] | None = None) -> list[ServiceRow]:
     """Until every service runs all its replicas, each registered with the head, and the head is ready (/health 200).
+    Instances in `exact` (just scaled down) wait until the removed replicas have drained and deregistered too.
 
     A task pending because no node fits is an error after PENDING_FOR_S; a service failing again and again is one
     with its task's reason and log tail; the deadline is one naming what is missing.
     """
     t0 = time.monotonic()
     before = _failed_ids(swarm, project)
-    first_seen: dict[tuple[str, int], float] = {}
+    first_seen: dict[tuple[str, int, str], float] = {}
     rows: list[ServiceRow] = []
     while True:
         tasks = task_rows(swarm, project)
@@ -173,7 +175,8 @@ def wait_ready(swarm: Swarm, project: str, head_url: str, *, timeout_s: float, p
         err = _pending_error(tasks, first_seen)
         if err is not None:
             raise err
-        done = rows and all(r.running >= r.replicas and (r.service == "head" or (r.registered or 0) >= r.replicas) for r in rows)
+        done = rows and all(r.running >= r.replicas and (r.service == "head" or (r.registered or 0) >= r.replicas) for r in rows) and all(
+            r.running == r.replicas and r.registered == r.replicas for r in rows if r.instance in (exact or set()))
         if done and _head_get(head_url + "/health")[0] == 200:
             progress(tasks, "ready")
             return rows
@@ -202,8 +205,8 @@ def scale(swarm: Swarm, project: str, instance: str, replicas: int) -> str:
     if replicas < 0:
         raise UsageError(f"{instance}={replicas}: replicas is a count (0 or more)")
     svc = services[instance]
-    if not svc.scale(replicas):
-        raise DockerError(f"scaling {svc.name} to {replicas} was refused by the swarm")
+    # The CLI's scale changes the replica count alone (the SDK's update re-sends the whole spec, which restarts every task).
+    run(["docker", "service", "scale", "--detach", f"{svc.name}={replicas}"], timeout=60)
     return _short(project, svc.name)
 
 
