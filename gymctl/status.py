@@ -26,6 +26,7 @@ class InstanceStatus:
     uptime_s: float | None
     rtt_ms: float | None
     alias_of: str | None = None
+    node: str | None = None  # where it runs, when its runtime registered it (--topology ray: the Ray node)
 
     @property
     def ok(self) -> bool:
@@ -107,7 +108,7 @@ async def fetch_status(head_url: str, *, token: str | None = None, expect: int |
         InstanceStatus(
             instance=i["process_name"], server_type=i.get("server_type", ""), impl=i.get("name", ""), url=u,
             registered=i.get("status", "healthy"), health=p[0], uptime_s=i.get("uptime_seconds"), rtt_ms=p[1],
-            alias_of=i.get("alias_of"),
+            alias_of=i.get("alias_of"), node=i.get("node"),
         )
         for i, u, p in zip(items, urls, probes, strict=True)
     ]

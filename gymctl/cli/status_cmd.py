@@ -48,15 +48,17 @@ def _table(st: DeploymentStatus) -> Table:
     from rich.table import Table
 
     table = Table(title=_title(st), title_justify="left")
-    for col in ("instance", "type", "impl", "url", "health", "uptime", "rtt ms"):
+    nodes = any(i.node for i in st.instances)  # a node column when a runtime says where instances run (--topology ray)
+    for col in ("instance", "type", "impl", "url", *(("node",) if nodes else ()), "health", "uptime", "rtt ms"):
         table.add_column(col, justify="right" if col == "rtt ms" else "left")
     for i in st.instances:
         color = "green" if i.ok else "red"
         health = i.health if i.registered == "healthy" else f"{i.health}, lease expired"
         impl = i.impl + (f" -> {i.alias_of}" if i.alias_of else "")
-        table.add_row(i.instance, i.server_type, impl, i.url, f"[{color}]{health}[/]", _fmt_uptime(i.uptime_s), f"{i.rtt_ms:.1f}" if i.rtt_ms is not None else "-")
+        node = (i.node or "-",) if nodes else ()
+        table.add_row(i.instance, i.server_type, impl, i.url, *node, f"[{color}]{health}[/]", _fmt_uptime(i.uptime_s), f"{i.rtt_ms:.1f}" if i.rtt_ms is not None else "-")
     for name in st.expected_elsewhere:
-        table.add_row(name, "", "", "-", "[yellow]expected from another host[/]", "-", "-")
+        table.add_row(name, "", "", "-", *(("-",) if nodes else ()), "[yellow]expected from another host[/]", "-", "-")
     return table
 
 

@@ -37,6 +37,7 @@ class Registration(BaseModel):
     config_path: str | None = None
     start_time: float | None = None
     alias_of: str | None = None
+    node: str | None = None  # where it runs, when its runtime knows (--topology ray: the Ray node's address and id)
 
     _urls = field_validator("url", "host_url")(lambda v: None if v is None else check_server_url(v))  # gymctl.head.urls
 

@@ -40,10 +40,15 @@ class InstanceActorImpl:
         self.thread = threading.Thread(target=self.loop.run_forever, name=f"gymctl-{instance}", daemon=True)
         self.thread.start()
         self.dep: Any = asyncio.run_coroutine_threadsafe(start(cfg, names=names, with_head=False, settings=settings), self.loop).result(START_TIMEOUT_S)
+        self.node = f"{self.node_ip} (ray node {ray.get_runtime_context().get_node_id()[:8]})"
+        if self.dep.registrar is not None:  # the head shows where it runs (gymctl status' node column); sent now, renewed with each beat
+            for record in self.dep.registrar.records:
+                record["node"] = self.node
+            asyncio.run_coroutine_threadsafe(self.dep.registrar.beat(), self.loop).result(START_TIMEOUT_S)
 
     def info(self) -> dict[str, Any]:
         """Where it serves: {instance, url, node_ip, node_id, pid}."""
-        return {"instance": self.instance, "url": self.dep.servers[self.instance].url, "node_ip": self.node_ip,
+        return {"instance": self.instance, "url": self.dep.servers[self.instance].url, "node_ip": self.node_ip, "node": self.node,
                 "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
     def stop(self) -> None:

@@ -143,6 +143,9 @@ def test_run_topology_ray_joins_the_cluster_places_the_model_by_its_resource_and
         assert registered.count("example_single_tool_call") == 2
         status = subprocess.run([sys.executable, "-m", "gymctl", "status", "--head", head_url, "--json"], cwd=REPO, capture_output=True, text=True, timeout=60)
         assert status.returncode == 0 and json.loads(status.stdout)["ok"], status.stdout + status.stderr
+        nodes = {i["instance"]: i["node"] for i in json.loads(status.stdout)["instances"]}  # gymctl status says where each runs
+        assert nodes["policy_model"] == f"{node_ip} (ray node {cluster.gpu_node_id[:8]})"
+        assert cluster.gpu_node_id[:8] not in nodes[AGENT]
 
         os.kill(info["pid"], signal.SIGKILL)  # Ray restarts the actor; it serves and registers again
         deadline = time.monotonic() + 60

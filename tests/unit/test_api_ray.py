@@ -44,3 +44,22 @@ def test_rays_version_mismatch_becomes_a_clear_error():
     assert e is not None and e.cluster == "Ray 2.60.0 on Python 3.11.7" and e.ours == "Ray 2.59.1 on Python 3.12.1"
     assert "same Ray and Python versions" in str(e)
     assert version_mismatch("10.0.0.5:6379", RuntimeError("something else")) is None
+
+
+def test_gymctl_status_shows_a_node_column_when_instances_say_where_they_run():
+    from rich.console import Console
+
+    from gymctl.cli.status_cmd import _table
+    from gymctl.status import DeploymentStatus, InstanceStatus
+
+    def row(name: str, node: str | None) -> InstanceStatus:
+        return InstanceStatus(name, "responses_api_models", "x", "http://10.0.0.7:1", "healthy", "healthy", 1.0, 0.5, node=node)
+
+    def text(st: DeploymentStatus) -> str:
+        console = Console(width=250, record=True)
+        console.print(_table(st))
+        return console.export_text()
+
+    with_nodes = text(DeploymentStatus("http://h:1", True, [], [row("policy_model", "10.0.0.7 (ray node 1a2b3c4d)")]))
+    assert "node" in with_nodes and "10.0.0.7 (ray node 1a2b3c4d)" in with_nodes
+    assert "node" not in text(DeploymentStatus("http://h:1", True, [], [row("policy_model", None)]))
