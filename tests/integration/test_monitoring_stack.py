@@ -1,5 +1,6 @@
 """`gymctl up --topology separated --monitoring` on real Docker: Prometheus (built from Debian's package) finds every instance
-through the head's /prometheus_targets, scrapes them, and fires the registration alert when a server is stopped."""
+through the head's /prometheus_targets, scrapes them (with the token from its secret file: auth on, monitoring not public),
+and fires the registration alert when a server is stopped. Bad input: a taken port, a logging driver the engine lacks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -43,13 +45,18 @@ def wait_for(what: str, check, timeout_s: float, every_s: float = 1.0):
     pytest.fail(f"{what} not within {timeout_s:.0f} s; last seen: {last!r}")
 
 
+TOKEN = "i14-monitoring-token"
+
+
 @pytest.fixture
-def monitored(example_images, tmp_path: Path):
+def monitored(example_images, tmp_path: Path, monkeypatch):
+    """A separated stack with auth on and `gymctl.monitoring.public: false`: Prometheus must use the token from its secret file."""
+    monkeypatch.setenv("GYMCTL_AUTH_TOKEN", TOKEN)  # up passes it to the containers; collect sends it
     head, agent, prom_port = free_ports(3)
     st = StackUnderTest(f"gymctl-it-i14-{uuid.uuid4().hex[:6]}", head, agent)
     try:
         r = gymctl("up", "-p", st.project, "--topology", "separated", "--monitoring", "--monitoring-port", str(prom_port), "--timeout", "240",
-                   *st.config_args(), timeout=420, cwd=tmp_path)
+                   *st.config_args("+gymctl.monitoring.public=false"), timeout=420, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         assert f"prometheus http://127.0.0.1:{prom_port}" in r.stderr
         yield st, f"http://127.0.0.1:{prom_port}"
@@ -66,6 +73,9 @@ def test_prometheus_scrapes_every_instance_through_the_head_and_fires_when_one_s
         return seen if set(seen) == INSTANCES and set(seen.values()) == {"up"} else None
 
     wait_for("every instance discovered through the head and up", all_up, 60)
+    with pytest.raises(urllib.error.HTTPError) as refused:  # not public: the head's /metrics wants the token Prometheus has
+        urllib.request.urlopen(st.head_url + "/metrics", timeout=5)
+    assert refused.value.code == 401
     rows = collect(st, tmp_path / "out.jsonl", repeats=2)
     assert len(rows) == 10
 
