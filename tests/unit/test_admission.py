@@ -102,3 +102,40 @@ async def test_new_connections_to_one_upstream_are_opened_a_few_at_a_time(monkey
 
         await asyncio.gather(*(one(9) for _ in range(40)), *(one(10) for _ in range(40)))
     assert peak == 8  # 4 per host:port, two hosts
+
+
+async def test_idle_connections_to_other_hosts_give_way_so_open_ones_stay_within_the_limit():
+    from aiohttp import web
+
+    from gymctl.server.connector import PacedConnector
+
+    async def ok(request):
+        return web.Response(text="ok")
+
+    runners, urls = [], []
+    for _ in range(2):
+        app = web.Application()
+        app.router.add_get("/", ok)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        urls.append(f"http://127.0.0.1:{runner.addresses[0][1]}/")
+    connector = PacedConnector(limit=6)
+    try:
+        import aiohttp
+
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def get(url: str) -> None:
+                async with session.get(url) as r:
+                    await r.read()
+
+            await asyncio.gather(*(get(urls[0]) for _ in range(6)))  # 6 idle connections to the first host
+            await asyncio.gather(*(get(urls[1]) for _ in range(6)))  # 6 to the second: the idle ones give way
+            idle = sum(len(c) for c in connector._conns.values())
+            assert idle + len(connector._acquired) <= 6
+    finally:
+        for runner in runners:
+            await runner.cleanup()
