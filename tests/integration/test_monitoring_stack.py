@@ -130,3 +130,23 @@ def test_a_logging_driver_the_engine_lacks_is_refused_at_up_with_what_it_has(tmp
     assert "gymctl.logging.driver: 'nosuchdriver' is not a logging driver of this Docker engine (it has: " in r.stderr
     assert "json-file" in r.stderr and "Traceback" not in r.stderr
     assert not left.get("containers"), left
+
+
+def test_all_in_one_prometheus_shares_the_container_network_and_scrapes_every_instance(example_images, tmp_path):
+    head, agent, prom_port = free_ports(3)
+    st = StackUnderTest(f"gymctl-it-i14-aio-{uuid.uuid4().hex[:6]}", head, agent)
+    try:
+        r = gymctl("up", "-p", st.project, "--topology", "all-in-one", "--monitoring", "--monitoring-port", str(prom_port), *st.config_args(),
+                   timeout=420, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        url = f"http://127.0.0.1:{prom_port}"
+
+        def all_up():
+            targets = prom(url, "/api/v1/targets")["activeTargets"]
+            seen = {t["labels"].get("gymctl_instance"): t["health"] for t in targets}
+            return seen if set(seen) == INSTANCES and set(seen.values()) == {"up"} else None
+
+        found = wait_for("every in-process instance scraped at its 127.0.0.1 port", all_up, 60)
+        assert found == dict.fromkeys(INSTANCES, "up")
+    finally:
+        remove_project(st.project)
