@@ -15,6 +15,7 @@ from gymctl.config.model import DEFAULT_HEAD_PORT, GymConfig
 from gymctl.config.nemo_gym import check_nemo_gym
 from gymctl.errors import ConfigError, StartupError, WaitTimeoutError
 from gymctl.head.app import create_head_app, expected_instances
+from gymctl.head.registration_token import guard_registration, read_registration_token
 from gymctl.head.registry import Registry
 from gymctl.polling import poll_until
 from gymctl.runtime.addresses import bind_and_advertise, check_advertised
@@ -57,13 +58,14 @@ class RunningDeployment:
 def _registration_sender(head_app: Any, head_url: str, client: ServerClient, token: str | None) -> Sender:
     """How the registrar reaches the head: in-process when it lives here, HTTP otherwise."""
     raw_auth = [(b"authorization", f"Bearer {token}".encode())] if token else []
+    http_auth = {"Authorization": f"Bearer {token}"} if token else {}  # the auth token, or the registration token
 
     async def send_local(path: str, body: dict[str, Any]) -> int:
         status, _, _ = await asgi_request(head_app, "POST", path, orjson.dumps(body), [(b"content-type", b"application/json"), *raw_auth])
         return status
 
     async def send_http(path: str, body: dict[str, Any]) -> int:
-        async with client.session.post(head_url + path, data=orjson.dumps(body), headers={"Content-Type": "application/json", **client._auth}) as r:
+        async with client.session.post(head_url + path, data=orjson.dumps(body), headers={"Content-Type": "application/json", **http_auth}) as r:
             await r.read()
             return r.status
 
@@ -139,6 +141,7 @@ async def start(
     nemo = check_nemo_gym(config, served)  # NeMo Gym's own servers run as child processes beside these
     served = [n for n in served if n not in nemo]
     token = settings.auth_token
+    registration = token or settings.registration_token  # with auth off, still needed to register (gymctl.head.registration_token)
     resolved = config.resolve(required=served)  # names any unset ${oc.env:VAR}
     explicit_head = head_url or settings.head_url
     head_url = (explicit_head or config.head_url).rstrip("/")
@@ -164,7 +167,8 @@ async def start(
         head_app = None
         if with_head:
             registry = Registry(expected=expected_instances(config), lease_s=settings.lease_s, drop_s=settings.drop_s)
-            head_app = wrap_app(create_head_app(config, registry), token)
+            guarded, registration = guard_registration(create_head_app(config, registry), token, registration, head_url, config.head_port)
+            head_app = wrap_app(guarded, token)
             dep.registry = registry
             server = make_server(head_app, log_level=settings.log_level)
             dep.head = RunningServer("head", head_url, config.head_port, server)
@@ -201,13 +205,16 @@ async def start(
         await _wait_started(dep)
         if nemo:
             dep.nemo_gym = await start_beside(config, nemo, served={n: (binds[n][1], dep.servers[n].port) for n in served}, head_url=head_url,
-                                              send=_registration_sender(head_app, head_url, client, token), settings=settings)
+                                              send=_registration_sender(head_app, head_url, client, registration or read_registration_token(head_url)),
+                                              settings=settings)
     except BaseException:
         for sock in sockets.values():
             sock.close()
         await stop(dep)
         raise
-    dep.registrar = Registrar(_registration_sender(head_app, head_url, client, token), records, interval_s=settings.heartbeat_s, head_url=head_url)
+    if not with_head and not registration:
+        registration = read_registration_token(head_url)  # `gymctl serve` by hand beside a local head
+    dep.registrar = Registrar(_registration_sender(head_app, head_url, client, registration), records, interval_s=settings.heartbeat_s, head_url=head_url)
     dep.registrar.start()
     return dep
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gymctl.config.model import GymConfig
 from gymctl.errors import GymctlError, UsageError
+from gymctl.head.registration_token import is_loopback_url, new_registration_token
 from gymctl.runtime.addresses import is_own_address
 from gymctl.runtime.children import Child, OutputSink
 from gymctl.runtime.nemo_gym_group import nemo_gym_children
@@ -134,6 +135,8 @@ def build_children(cfg: GymConfig, config_args: ConfigArgs, *, log_dir: str | No
     """The head first (unless it lives on another host), then one child per instance that is not an alias (an agent
     serves its aliases), and one more per extra replica (`gymctl.instances.NAME.replicas`: children `NAME#2` ...)."""
     env = child_env(cfg.head_url)
+    if with_head and not env.get("GYMCTL_AUTH_TOKEN") and not env.get("GYMCTL_REGISTRATION_TOKEN") and is_loopback_url(cfg.head_url):
+        env["GYMCTL_REGISTRATION_TOKEN"] = new_registration_token()  # the head child and every instance: one token
     logs = Path(log_dir) if log_dir else None
     if logs is not None:
         logs.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ class ServerSettings(BaseSettings):
 
     head_url: str | None = None  # where to register / which head to ask; default: the config's head_server
     auth_token: str | None = None  # GYMCTL_AUTH_TOKEN: bearer token between gymctl components
+    registration_token: str | None = None  # local runtimes with auth off: the head's token for /register (gymctl.head.registration_token)
     heartbeat_s: float = 2.0
     lease_s: float = 6.0  # no heartbeat for this long -> unhealthy
     drop_s: float = 60.0  # ... and for this long -> dropped from the registry
