@@ -18,6 +18,7 @@ from gymctl.cli.options import (
     load_from_cli,
 )
 from gymctl.cli.serve_cmd import LogFormatOpt
+from gymctl.server.metrics import export_monitoring_setting
 
 if TYPE_CHECKING:
     from gymctl.config.model import GymConfig
@@ -42,6 +43,7 @@ def run(
       ng_run "+config_paths=\\[a.yaml,b.yaml]" +policy_base_url=http://127.0.0.1:8000/v1 +policy_api_key=KEY +policy_model_name=M
     """
     cfg = load_from_cli(config, sets, overrides)
+    export_monitoring_setting(cfg.tree)  # gymctl.monitoring.public: false -> /metrics, /ui need the token
     if log_dir is not None:
         _check_log_dir(log_dir)
     if topology == "separated":

@@ -62,6 +62,9 @@ def serve(
     mounted = ServerSettings.from_env().config_file  # containers: the merged config, mounted
     cfg = load_mounted(mounted, sets, instance) if mounted and not config and not overrides else load_from_cli(config, sets, overrides)
     check_servable(cfg, instance)
+    from gymctl.server.metrics import export_monitoring_setting
+
+    export_monitoring_setting(cfg.tree)  # gymctl.monitoring.public: false -> /metrics, /ui need the token
     explicit: dict[str, object] = {"log_level": log_level} if log_level else {}
     if head_url:
         explicit["head_url"] = head_url

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
 from gymctl.config.paths import shipped_dir
-from gymctl.errors import ConfigError, GymctlError
+from gymctl.errors import GymctlError
+from gymctl.server.metrics import monitoring_public as monitoring_public  # the setting is read in servers too
 
 PROMETHEUS_SERVICE = "prometheus"
 PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
@@ -59,23 +59,6 @@ def prometheus_config(spec: MonitoringSpec) -> str:
         }],
     }
     return "# Rendered by gymctl (--monitoring): every target comes from the head's /prometheus_targets.\n" + yaml.safe_dump(config, sort_keys=False)
-
-
-def monitoring_public(tree: Any) -> bool:
-    """`gymctl.monitoring.public` (default true): /metrics, /prometheus_targets and /ui need no token on the stack's private network."""
-    block = tree.get("gymctl") if hasattr(tree, "get") else None
-    monitoring = block.get("monitoring") if block is not None and hasattr(block, "get") else None
-    if monitoring is None:
-        return True
-    if not hasattr(monitoring, "get"):
-        raise ConfigError(f"{monitoring!r} is not a mapping; write e.g. {{public: false}}", key_path="gymctl.monitoring")
-    unknown = [str(k) for k in monitoring if k != "public"]
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)} (known: public)", key_path="gymctl.monitoring")
-    public = monitoring.get("public", True)
-    if not isinstance(public, bool):
-        raise ConfigError(f"{public!r} is not true or false", key_path="gymctl.monitoring.public")
-    return public
 
 
 def monitoring_spec(*, image: str, host_ip: str, host_port: int, head_target: str, share_network_of: str | None, token: bool,

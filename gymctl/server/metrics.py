@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from gymctl.errors import ConfigError
+
 METRICS_PATH = "/metrics"
 # Latency buckets from 1 ms (in-process hops) to a minute (long agent rollouts).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -246,3 +248,28 @@ def install_server_metrics(app: Any, instance: str, server_type: str, impl: str)
 
     install_request_ids(app, instance)  # json logs only: the request id of each line
     return install_metrics(app, ServerMetrics(instance, server_type, impl)) if metrics_enabled() else None
+
+
+def monitoring_public(tree: Any) -> bool:
+    """`gymctl.monitoring.public` (default true): /metrics, /prometheus_targets and /ui need no token on the stack's private network."""
+    block = tree.get("gymctl") if hasattr(tree, "get") else None
+    monitoring = block.get("monitoring") if block is not None and hasattr(block, "get") else None
+    if monitoring is None:
+        return True
+    if not hasattr(monitoring, "get"):
+        raise ConfigError(f"{monitoring!r} is not a mapping; write e.g. {{public: false}}", key_path="gymctl.monitoring")
+    unknown = [str(k) for k in monitoring if k != "public"]
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)} (known: public)", key_path="gymctl.monitoring")
+    public = monitoring.get("public", True)
+    if not isinstance(public, bool):
+        raise ConfigError(f"{public!r} is not true or false", key_path="gymctl.monitoring.public")
+    return public
+
+
+def export_monitoring_setting(tree: Any) -> None:
+    """An entry point's share of `gymctl.monitoring.public: false`: GYMCTL_MONITORING_PUBLIC=0 for this process and its children."""
+    import os
+
+    if not monitoring_public(tree):
+        os.environ["GYMCTL_MONITORING_PUBLIC"] = "0"

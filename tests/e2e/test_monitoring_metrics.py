@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -48,3 +49,25 @@ def test_separated_processes_each_count_the_500_rollouts_they_served(tmp_path):
     assert total(model, "gymctl_http_requests_total", route="/v1/responses") >= 2 * ROLLOUTS
     assert total(head, "gymctl_head_registered_instances") == total(head, "gymctl_head_expected_instances")
     assert {lab["gymctl_instance"] for lab, v in head["gymctl_head_probe_up"] if v == 1} >= {AGENT, "example_single_tool_call", "policy_model"}
+
+
+def test_gymctl_run_with_monitoring_not_public_asks_for_the_token_on_metrics_and_ui(tmp_path):
+    token = "i14-run-token"
+    dep = start_deployment(["-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG, "+gymctl.monitoring.public=false"], tmp_path,
+                           env={"GYMCTL_AUTH_TOKEN": token})
+    try:
+        agent_url = next(i["url"] for i in http_json(dep.head_url + "/server_instances", headers={"Authorization": f"Bearer {token}"})[1]
+                         if i["process_name"] == AGENT)  # type: ignore[union-attr]
+        for url in (dep.head_url + "/metrics", dep.head_url + "/ui", dep.head_url + "/prometheus_targets", agent_url + "/metrics"):
+            try:
+                urllib.request.urlopen(url, timeout=5)
+            except urllib.error.HTTPError as e:
+                assert e.code == 401, url
+            else:
+                raise AssertionError(f"{url} answered without the token")
+        request = urllib.request.Request(agent_url + "/metrics", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=5) as r:
+            assert r.status == 200
+        assert http_json(dep.head_url + "/health")[0] == 200  # the probes stay open
+    finally:
+        stop_deployment(dep)
