@@ -27,9 +27,10 @@ def _log_path(log_dir: str | None, name: str) -> Path | None:
     return Path(log_dir) / f"{name}.log" if log_dir else None
 
 
-def nemo_gym_children(cfg: GymConfig, *, sink: OutputSink, log_dir: str | None) -> dict[str, NemoGymChild]:
-    """One child per NeMo Gym instance for the separated supervisor ({} when there is none). Every instance gets
-    its port now (gymctl's too, in the config), since a NeMo Gym server learns its peers' addresses only at start."""
+def nemo_gym_children(cfg: GymConfig, *, sink: OutputSink, log_dir: str | None, token: str | None) -> dict[str, NemoGymChild]:
+    """One child per NeMo Gym instance for the separated supervisor ({} when there is none), registered with `token`
+    (the auth or registration token). Every instance gets its port now (gymctl's too, in the config), since a NeMo
+    Gym server learns its peers' addresses only at start."""
     nemo = check_nemo_gym(cfg)
     if not nemo:
         return {}
@@ -45,7 +46,7 @@ def nemo_gym_children(cfg: GymConfig, *, sink: OutputSink, log_dir: str | None) 
         host, _ = addresses[name]
         spec = launch(cfg, name, settings, addresses=addresses, head=(cfg.head_host, cfg.head_port), advertise=host,
                       ray_address=ray.address if ray else None)
-        out[name] = NemoGymChild(spec, sink=sink, sender=http_sender(cfg.head_url, run.auth_token), start_timeout_s=settings.start_timeout_s,
+        out[name] = NemoGymChild(spec, sink=sink, sender=http_sender(cfg.head_url, token), start_timeout_s=settings.start_timeout_s,
                                  heartbeat_s=run.heartbeat_s, log_path=_log_path(log_dir, name))
     return out
 
@@ -57,12 +58,14 @@ async def start_beside(cfg: GymConfig, nemo: list[str], *, served: dict[str, tup
     assign_ports(cfg, nemo)
     addresses: dict[str, Address] = {n: (s.host or "127.0.0.1", int(s.port or 0)) for n, s in cfg.instances.items() if not s.alias_of}
     addresses.update(served)
-    advertise = {n: bind_and_advertise(cfg.instances[n].host, settings.bind_host, settings.advertise_host)[1] for n in nemo}
+    head = urlsplit(head_url)
+    head_at = (head.hostname or cfg.head_host, head.port or cfg.head_port)
+    advertise = {n: bind_and_advertise(cfg.instances[n].host, settings.bind_host, settings.advertise_host, head_host=head_at[0], head_port=head_at[1])[1]
+                 for n in nemo}
     for name in nemo:
         addresses[name] = (advertise[name], int(cfg.instances[name].port or 0))
-    head = urlsplit(head_url)
     return await NemoGymGroup.start(
-        cfg, nemo, addresses=addresses, head=(head.hostname or cfg.head_host, head.port or cfg.head_port), sender=lambda session: send,
+        cfg, nemo, addresses=addresses, head=head_at, sender=lambda session: send,
         heartbeat_s=settings.heartbeat_s, advertise=advertise, bind_host=settings.bind_host,
         host_url=settings.host_url if len(nemo) == 1 else None,
     )

@@ -21,7 +21,6 @@ from gymctl.errors import GymctlError, UsageError
 from gymctl.head.registration_token import is_loopback_url, new_registration_token
 from gymctl.runtime.addresses import is_own_address
 from gymctl.runtime.children import Child, OutputSink
-from gymctl.runtime.nemo_gym_child import http_sender
 from gymctl.runtime.nemo_gym_group import nemo_gym_children
 from gymctl.runtime.supervisor import ReadyHook, RestartPolicy, Supervisor
 from gymctl.server.serving import bind_socket
@@ -144,10 +143,6 @@ def build_children(cfg: GymConfig, config_args: ConfigArgs, *, log_dir: str | No
     children: list[Child] = []
     nemo = nemo_gym_children(cfg, sink=sink, log_dir=log_dir,  # NeMo Gym's own servers, on their own interpreters: gymctl registers them
                              token=env.get("GYMCTL_AUTH_TOKEN") or env.get("GYMCTL_REGISTRATION_TOKEN"))
-    registration = env.get("GYMCTL_REGISTRATION_TOKEN")
-    if registration and not env.get("GYMCTL_AUTH_TOKEN"):
-        for nemo_child in nemo.values():  # registered on their behalf from here: with the registration token
-            nemo_child._sender_factory = http_sender(cfg.head_url, registration)
     for label, name, child_vars in child_labels(cfg, with_head=with_head):
         if name in nemo:
             children.append(nemo[name])
