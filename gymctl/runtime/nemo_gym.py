@@ -24,7 +24,8 @@ from gymctl.server.serving import bind_socket
 CONFIG_DICT_ENV = "NEMO_GYM_CONFIG_DICT"
 CONFIG_PATH_ENV = "NEMO_GYM_CONFIG_PATH"
 # Variables of the calling shell that describe gymctl's own Python or one gymctl server, not a NeMo Gym server.
-_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "GYMCTL_PORT", "GYMCTL_HOST_URL", "GYMCTL_CONFIG_FILE", "GYMCTL_READY_FD")
+_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "GYMCTL_PORT", "GYMCTL_HOST_URL", "GYMCTL_CONFIG_FILE", "GYMCTL_READY_FD",
+             "GYMCTL_AUTH_TOKEN", "GYMCTL_REGISTRATION_TOKEN")  # gymctl registers it: the server never needs a token
 # What NeMo Gym's parser fills in and its servers read without a default.
 _NEMO_DEFAULTS: dict[str, Any] = {"dry_run": False, "skip_venv_if_present": True}
 

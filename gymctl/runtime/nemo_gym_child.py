@@ -151,13 +151,17 @@ class NemoGymChild(Child):
             await asyncio.sleep(0.1)
         self.url = self.spec.url
         records = self._records()
+        refused = 0
         assert self._send is not None
         while self.running:
             try:
-                if await self.answers():
-                    for record in records:
-                        await self._send("/register", record)
-                    self.registered.set()
+                if await self.answers(timeout_s=5.0):
+                    statuses = [await self._send("/register", record) for record in records]
+                    if all(status < 300 for status in statuses):
+                        self.registered.set()
+                    elif refused != max(statuses):
+                        refused = max(statuses)
+                        self.sink.note(f"the head refused to register {self.name}: HTTP {refused}")
             except (TimeoutError, aiohttp.ClientError, OSError):
                 pass  # the head is away: retry at the next beat
             await asyncio.sleep(self.heartbeat_s if self.registered.is_set() else 0.1)
