@@ -73,7 +73,13 @@ async def serve_one(
     else:
         names = [instance] + [n for n, s in cfg.instances.items() if s.alias_of == instance]
         dep = await start(cfg, names=names, with_head=False, settings=settings)
-        url = dep.servers[instance].url
+        if dep.nemo_gym is not None:  # a NeMo Gym server: a child of this process, registered by it once it answers
+            try:
+                await dep.nemo_gym.wait_ready()
+            except BaseException:
+                await stop_deployment(dep)
+                raise
+        url = dep.servers[instance].url if instance in dep.servers else dep.nemo_gym.children[0].spec.url
     if tune_gc:
         freeze_startup_heap()
     stopping = stop or asyncio.Event()
