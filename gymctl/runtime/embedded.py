@@ -151,6 +151,9 @@ async def collect(
     dep = None
     try:
         if start_if_absent and cfg is not None and not await head_alive(session, head_url):
+            from gymctl.server.capacity import client_connections_fit
+
+            client_connections_fit(spec.concurrency, embedded=True)  # collector and servers share this process's open files
             t0 = time.monotonic()
             dep = await start_embedded(cfg, settings)
             head_url = dep.head_url

@@ -82,16 +82,24 @@ def from_settings() -> Capacity:
     return capacity(s.max_concurrency, s.upstream_connections)
 
 
-def client_connections_fit(concurrency: int, what: str = "--concurrency") -> None:
-    """Refuse a client-side concurrency (one connection each) that cannot fit in this process's open files."""
+EMBEDDED_CONNECTIONS = 3  # per rollout when the deployment runs in the collecting process: collector, server in, server out
+
+
+def client_connections_fit(concurrency: int, what: str = "--concurrency", *, embedded: bool = False) -> None:
+    """Refuse a client-side concurrency (one connection each; three with the deployment in this process) that
+    cannot fit in this process's open files."""
     from gymctl.errors import UsageError
 
     files = raise_open_files_limit()  # the collection runs after the raise: judge by the limit it will have
     usable = files - reserve_files(files)
-    if concurrency > usable:
+    per = EMBEDDED_CONNECTIONS if embedded else 1
+    if concurrency * per > usable:
         hard = hard_open_files_limit()
+        where = (f"with the deployment in this process each rollout holds {per} connections (collector, server in, server out), so at most "
+                 f"{usable // per:,} fit" if embedded else f"one process can hold at most {usable:,} connections here")
+        fix = ("start the deployment on its own (`gymctl run ...` or `up`) and collect with --head, lower " if embedded else "lower ")
         raise UsageError(
-            f"{what} {concurrency}: one process can hold at most {usable:,} connections here (open-files limit "
-            f"{files:,}, hard limit {hard:,}, {files - usable:,} kept for other files); lower {what} to "
-            f"{usable:,} or less, or raise the hard limit (`ulimit -Hn`, a container's --ulimit nofile=N:N)"
+            f"{what} {concurrency}: {where} (open-files limit {files:,}, hard limit {hard:,}, {files - usable:,} kept "
+            f"for other files); {fix}{what} to {usable // per:,} or less, or raise the hard limit (`ulimit -Hn`, "
+            "a container's --ulimit nofile=N:N)"
         )

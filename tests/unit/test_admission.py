@@ -139,3 +139,15 @@ async def test_idle_connections_to_other_hosts_give_way_so_open_ones_stay_within
     finally:
         for runner in runners:
             await runner.cleanup()
+
+
+def test_a_concurrency_the_process_cannot_hold_with_the_deployment_inside_is_refused_before_it_starts(capsys, tmp_path):
+    from tests.conftest import AGENT, EXAMPLE_CONFIG, SCRIPTED_CONFIG, free_port
+    from tests.unit.test_collect_run import cli
+
+    too_many = open_files_limit() // 2  # fits alone, not three connections per rollout
+    code, _, err = cli(capsys, "-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG, "--set", f"head_server.port={free_port()}", "--agent", AGENT,
+                       "--input", str(EXAMPLE_DATA), "--output", str(tmp_path / "o.jsonl"), "--concurrency", str(too_many))
+    assert code == 2
+    assert f"--concurrency {too_many}: with the deployment in this process each rollout holds 3 connections" in err
+    assert "start the deployment on its own" in err and "Traceback" not in err
