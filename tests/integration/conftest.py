@@ -13,10 +13,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,10 +41,20 @@ def docker_unusable() -> str | None:
     return None
 
 
+LAB_LAST = "test_delete_leaves_no_trace"  # tests/integration/test_lab.py: deletes the session's lab, so it runs after every lab test
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("docker") and docker_unusable():
             item.add_marker(pytest.mark.skip(reason=f"needs Docker: {docker_unusable()}"))
+    # One lab per machine and per session: every test using the `lab` fixture runs together, the delete test last.
+    uses_lab = [i for i in items if "lab" in getattr(i, "fixturenames", ()) and i.name != LAB_LAST]
+    last = [i for i in items if i.name == LAB_LAST]
+    if uses_lab or last:
+        first_lab = min(items.index(i) for i in uses_lab + last)
+        rest = [i for i in items if i not in uses_lab and i not in last]
+        items[:] = rest[:first_lab] + uses_lab + last + rest[first_lab:]
 
 
 def free_ports(n: int) -> list[int]:
@@ -130,3 +142,24 @@ def collect(st: StackUnderTest, out: Path, repeats: int = 2) -> list[dict]:
     r = gymctl("collect", "--head", st.head_url, "--agent", AGENT, "--input", str(data), "--output", str(out), "--num-repeats", str(repeats))
     assert r.returncode == 0, r.stderr
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def lab(example_images: list[Any]) -> Iterator[dict[str, Any]]:
+    """The session's one lab (one per machine): 3 nodes in a swarm, node 1 the manager with two fake GPUs; its create time is printed.
+
+    Shared by tests/integration/test_lab.py and test_swarm*.py; test_lab.py's test_delete_leaves_no_trace runs last of them.
+    """
+    from gymctl.docker.lab import delete_lab
+
+    (port,) = free_ports(1)
+    t0 = time.monotonic()
+    try:
+        r = gymctl("cluster", "create", "--nodes", "3", "--swarm", "--gpu-nodes", "1", "--gpus-per-node", "2",
+                   "--registry-port", str(port), "--json", timeout=300)
+        assert r.returncode == 0, r.stderr
+        info = json.loads(r.stdout)
+        print(f"\nlab fixture: cluster create took {time.monotonic() - t0:.1f} s")
+        yield info
+    finally:
+        delete_lab()

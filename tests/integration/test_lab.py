@@ -1,5 +1,6 @@
-"""The local multi-node lab on real Docker: a failed node start leaves nothing; one 2-node swarm lab per session
-(contexts, fake GPUs, push to its registry, pull and run on a node, reached from the machine); delete leaves no trace."""
+"""The local multi-node lab on real Docker: a failed node start leaves nothing; the session's lab (the `lab` fixture in
+tests/integration/conftest.py: contexts, fake GPUs, push to its registry, pull and run on a node, reached from the machine);
+delete leaves no trace (run last of every lab test, test_swarm*.py's too: the ordering hook in conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,24 +50,6 @@ def test_a_node_that_fails_to_start_shows_its_log_and_leaves_nothing():
         assert "unknown flag: --no-such-dockerd-flag" in r.stderr  # the node's log tail
         assert "Traceback" not in r.stderr
         assert traces() == {"containers": [], "networks": [], "volumes": [], "contexts": []}
-    finally:
-        delete_lab()
-
-
-@pytest.fixture(scope="session")
-def lab(example_images: list[Any]) -> Iterator[dict[str, Any]]:
-    """One 3-node swarm lab (node 1 with two fake GPUs) for the whole session; its create time is printed."""
-    from gymctl.docker.lab import delete_lab
-
-    (port,) = free_ports(1)
-    t0 = time.monotonic()
-    try:
-        r = gymctl("cluster", "create", "--nodes", "3", "--swarm", "--gpu-nodes", "1", "--gpus-per-node", "2",
-                   "--registry-port", str(port), "--json", timeout=300)
-        assert r.returncode == 0, r.stderr
-        info = json.loads(r.stdout)
-        print(f"\nlab fixture: cluster create took {time.monotonic() - t0:.1f} s")
-        yield info
     finally:
         delete_lab()
 

@@ -191,3 +191,13 @@ def test_cli_render_writes_the_stack_and_its_config(tmp_path):
     assert doc["services"]["head"]["image"] == f"{REG}/gymctl/head:latest"
     refused = invoke("render", "--topology", "swarm", "-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG)
     assert refused.code == 2 and "give --output DIR" in refused.err and "Traceback" not in refused.err
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI validates stack files")
+def test_without_exec_the_stack_disables_every_healthcheck_the_images_have(tmp_path):
+    rendered = render_swarm(example(), settings(healthcheck=False))
+    services = doc_of(rendered.stack_yaml)["services"]
+    assert all(s["healthcheck"] == {"disable": True} for s in services.values())
+    write_stack(tmp_path, rendered)
+    r = stack_config(tmp_path)
+    assert r.returncode == 0, r.stderr
