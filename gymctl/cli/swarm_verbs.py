@@ -163,14 +163,14 @@ def up(cfg: GymConfig, project: str, *, registry: str | None, push: bool, wait: 
     from gymctl.cli.options import print_json
     from gymctl.docker.swarm_tasks import service_rows, wait_ready
 
-    t0 = time.monotonic()
+    t0, started = time.monotonic(), time.time()
     swarm, rendered, head_url = deploy(cfg, project, registry=registry, push=push, prefix=prefix, tag=tag)
     deployed = time.monotonic() - t0
     rows = service_rows(swarm, project)
     if wait:
         progress = TaskProgress()
         try:
-            rows = wait_ready(swarm, project, head_url, timeout_s=timeout, progress=progress)
+            rows = wait_ready(swarm, project, head_url, timeout_s=timeout, progress=progress, since=started)
         finally:
             progress.close()
     seconds = time.monotonic() - t0

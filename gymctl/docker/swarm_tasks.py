@@ -45,6 +45,13 @@ class ServiceRow:
     replicas: int
     running: int
     registered: int | None = None  # with the head (None: not asked)
+    update: str = ""  # a rolling update's state (updating, completed, rollback_completed, paused, ...; "" when none)
+    update_started: str = ""  # when it began, UTC, 2026-12-02T15:19:37
+    update_message: str = ""
+
+    @property
+    def rolling(self) -> bool:
+        return self.update in ("updating", "rollback_started")
 
 
 Progress = Callable[[list[TaskRow], str], None]
@@ -111,7 +118,9 @@ def service_rows(swarm: Swarm, project: str, head_url: str | None = None) -> lis
         replicas = int(((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1))
         running = sum(1 for t in svc.tasks(filters={"desired-state": "running"}) if (t.get("Status") or {}).get("State") == "running")
         reg = None if regs is None or instance == "head" else regs.get(instance, 0)
-        rows.append(ServiceRow(_short(project, svc.name), instance, replicas, running, reg))
+        upd = svc.attrs.get("UpdateStatus") or {}
+        rows.append(ServiceRow(_short(project, svc.name), instance, replicas, running, reg, str(upd.get("State", "")),
+                               str(upd.get("StartedAt", ""))[:19], str(upd.get("Message", ""))))
     return sorted(rows, key=lambda r: (r.service != "head", r.service))
 
 
@@ -139,6 +148,13 @@ def task_log(swarm: Swarm, project: str, service: str, lines: int = 20) -> str:
         return ""
 
 
+def _failed_update(rows: list[ServiceRow], since: float | None) -> ServiceRow | None:
+    if since is None:
+        return None
+    begun = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since - 1))
+    return next((r for r in rows if r.update in ("rollback_completed", "rollback_paused", "paused") and r.update_started >= begun), None)
+
+
 def _failed_ids(swarm: Swarm, project: str) -> set[str]:
     return {r.task_id for r in task_rows(swarm, project, current=False) if r.state in ("failed", "rejected")}
 
@@ -156,9 +172,11 @@ def _failures(swarm: Swarm, project: str, before: set[str]) -> TaskRow | None:
 
 
 def wait_ready(swarm: Swarm, project: str, head_url: str, *, timeout_s: float, poll_s: float = 0.5,
-               progress: Progress = no_progress, exact: set[str] | None = None) -> list[ServiceRow]:
+               progress: Progress = no_progress, exact: set[str] | None = None, since: float | None = None) -> list[ServiceRow]:
     """Until every service runs all its replicas, each registered with the head, and the head is ready (/health 200).
     Instances in `exact` (just scaled down) wait until the removed replicas have drained and deregistered too.
+    A rolling update (a changed config redeployed) is waited out; one begun after `since` (epoch) that Swarm rolled
+    back or paused is an error with Swarm's reason.
 
     A task pending because no node fits is an error after PENDING_FOR_S; a service failing again and again is one
     with its task's reason and log tail; the deadline is one naming what is missing.
@@ -175,8 +193,14 @@ def wait_ready(swarm: Swarm, project: str, head_url: str, *, timeout_s: float, p
         err = _pending_error(tasks, first_seen)
         if err is not None:
             raise err
-        done = rows and all(r.running >= r.replicas and (r.service == "head" or (r.registered or 0) >= r.replicas) for r in rows) and all(
-            r.running == r.replicas and r.registered == r.replicas for r in rows if r.instance in (exact or set()))
+        failed_update = _failed_update(rows, since)
+        if failed_update is not None:
+            raise StartupError(f"the rolling update of {failed_update.service} failed: {failed_update.update} "
+                               f"({failed_update.update_message}); the service runs its previous version",
+                               instance=failed_update.instance, log_tail=task_log(swarm, project, failed_update.service))
+        up = all(r.running >= r.replicas and (r.service == "head" or (r.registered or 0) >= r.replicas) for r in rows)
+        drained = all(r.running == r.replicas and r.registered == r.replicas for r in rows if r.instance in (exact or set()))
+        done = bool(rows) and up and drained and not any(r.rolling for r in rows)
         if done and _head_get(head_url + "/health")[0] == 200:
             progress(tasks, "ready")
             return rows

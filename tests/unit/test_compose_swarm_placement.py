@@ -145,3 +145,16 @@ def test_scale_refuses_an_unknown_instance_and_the_head():
         swarm_tasks.scale(swarm, "demo", "head", 2)
     with pytest.raises(UsageError, match="is not deployed"):
         swarm_tasks.scale(Swarm(node("node1"), [node("node1")], FakeClient({}, [])), "other", "x", 1)
+
+
+def test_a_rolling_update_swarm_rolled_back_during_this_deploy_is_reported():
+    from gymctl.docker.swarm_tasks import ServiceRow, _failed_update
+
+    now = time.time()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now + 2))
+    old = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 600))
+    rolled = ServiceRow("policy_model", "policy_model", 2, 2, 2, "rollback_completed", started, "update paused due to failure")
+    assert _failed_update([rolled], now) is rolled
+    assert _failed_update([rolled], None) is None  # a scale, not a deploy
+    assert _failed_update([ServiceRow("x", "x", 1, 1, 1, "rollback_completed", old, "")], now) is None  # an earlier deploy's
+    assert ServiceRow("x", "x", 1, 1, 1, "updating").rolling and not ServiceRow("x", "x", 1, 1, 1, "completed").rolling
