@@ -34,6 +34,9 @@ class RayCluster:
             ray.shutdown()
         if self.temp_dir:  # the local cluster's sessions, sockets and ray_current_cluster: a leftover would make a later init join a dead cluster
             shutil.rmtree(self.temp_dir, ignore_errors=True)
+            if os.path.exists(self.temp_dir):  # a Ray agent still exiting wrote into it again
+                time.sleep(0.5)
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def parse_address(address: str) -> tuple[str, int] | None:

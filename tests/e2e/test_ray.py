@@ -56,6 +56,9 @@ def cluster():
             os.environ.pop("RAY_TMPDIR", None)
         else:
             os.environ["RAY_TMPDIR"] = saved
+        for _ in range(3):  # a Ray agent still exiting can recreate its session folders just after the first pass
+            shutil.rmtree(temp, ignore_errors=True)
+            time.sleep(0.5)
         shutil.rmtree(temp, ignore_errors=True)
 
 
