@@ -234,6 +234,7 @@ class ServerClient:
         task = asyncio.current_task()
         attempt = 0
         deferred = 0
+        busy_budget = min(timeout, BUSY_WAIT_S) if timeout else BUSY_WAIT_S  # a caller's timeout bounds the waiting too
         started = time.monotonic()
         while True:
             replica = pool.pick(key)
@@ -249,7 +250,7 @@ class ServerClient:
                 async with self.session.request(method, replica.url + path, data=body or None, headers=headers, timeout=ctimeout) as r:
                     data = await r.read()
                     busy = retry_after(r.status, r.headers)
-                    if busy is None or time.monotonic() - started + busy > BUSY_WAIT_S:
+                    if busy is None or time.monotonic() - started + busy > busy_budget:
                         return ServerResponse(r.status, data, dict(r.headers), parse_set_cookies(r.headers.getall("Set-Cookie", [])), server_name, path)
             except _RETRYABLE as e:
                 pool.mark_down(replica)

@@ -19,6 +19,11 @@ from tests.conftest import EXAMPLE_DATA
 
 def slow_app(gate: asyncio.Event):
     async def app(scope, receive, send):
+        if scope["type"] == "lifespan":  # served by uvicorn in one test
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
         await gate.wait()
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"ok"})
@@ -151,3 +156,30 @@ def test_a_concurrency_the_process_cannot_hold_with_the_deployment_inside_is_ref
     assert code == 2
     assert f"--concurrency {too_many}: with the deployment in this process each rollout holds 3 connections" in err
     assert "start the deployment on its own" in err and "Traceback" not in err
+
+
+async def test_server_client_waits_out_a_busy_server_within_the_callers_timeout():
+    from gymctl.server.client import ServerClient
+    from gymctl.server.serving import bind_socket, make_server
+
+    gate = asyncio.Event()
+    admission = AdmissionMiddleware(slow_app(gate), limit=1, retry_after_s=0)
+    sock = bind_socket("127.0.0.1", 0, "test")
+    server = make_server(admission)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.005)
+    client = ServerClient(None, routes={"busy": [f"http://127.0.0.1:{sock.getsockname()[1]}"]})
+    try:
+        first = asyncio.create_task(client.post("busy", "/x", json={}))
+        await asyncio.sleep(0.1)
+        r = await client.post("busy", "/x", json={}, timeout=0.5)  # the slot stays taken: 503 once the timeout is near
+        assert r.status == 503 and admission.rejected >= 2
+        later = asyncio.create_task(client.post("busy", "/x", json={}))
+        await asyncio.sleep(0.2)
+        gate.set()  # the slot frees: the waiting call gets in
+        assert (await first).status == 200 and (await later).status == 200
+    finally:
+        await client.close()
+        server.should_exit = True
+        await task
