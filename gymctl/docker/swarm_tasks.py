@@ -124,9 +124,12 @@ def service_rows(swarm: Swarm, project: str, head_url: str | None = None) -> lis
     return sorted(rows, key=lambda r: (r.service != "head", r.service))
 
 
-def _pending_error(rows: list[TaskRow], first_seen: dict[tuple[str, int, str], float]) -> SwarmPlacementError | None:
+def _pending_error(rows: list[TaskRow], first_seen: dict[tuple[str, int, str], float], rolling: set[str] | None = None) -> SwarmPlacementError | None:
+    """A task pending PENDING_FOR_S for lack of a fitting node; not one of a service being rolled (room frees as old tasks stop)."""
     now = time.monotonic()
     for r in rows:
+        if r.service in (rolling or set()):
+            continue
         key = (r.service, r.slot, r.task_id)
         if r.state == "pending" and ("no suitable node" in r.error or "insufficient resources" in r.error):
             first_seen.setdefault(key, now)
@@ -190,7 +193,7 @@ def wait_ready(swarm: Swarm, project: str, head_url: str, *, timeout_s: float, p
         rows = service_rows(swarm, project, head_url)
         phase = "waiting for tasks" if any(r.running < r.replicas for r in rows) else "waiting for registrations"
         progress(tasks, phase)
-        err = _pending_error(tasks, first_seen)
+        err = _pending_error(tasks, first_seen, {r.service for r in rows if r.rolling})
         if err is not None:
             raise err
         failed_update = _failed_update(rows, since)

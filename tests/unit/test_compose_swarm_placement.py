@@ -158,3 +158,10 @@ def test_a_rolling_update_swarm_rolled_back_during_this_deploy_is_reported():
     assert _failed_update([rolled], None) is None  # a scale, not a deploy
     assert _failed_update([ServiceRow("x", "x", 1, 1, 1, "rollback_completed", old, "")], now) is None  # an earlier deploy's
     assert ServiceRow("x", "x", 1, 1, 1, "updating").rolling and not ServiceRow("x", "x", 1, 1, 1, "completed").rolling
+
+
+def test_a_task_pending_while_its_service_rolls_is_waited_for(monkeypatch):
+    monkeypatch.setattr(swarm_tasks, "PENDING_FOR_S", 0.0)
+    row = TaskRow("policy_model", "policy_model", 2, "-", "pending", "running", "no suitable node (insufficient resources on 3 nodes)", "", "")
+    assert _pending_error([row], {}, {"policy_model"}) is None
+    assert _pending_error([row], {}, {"other"}) is not None
