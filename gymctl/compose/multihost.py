@@ -73,7 +73,9 @@ def build_host_stacks(cfg: GymConfig, settings: RenderSettings | None = None, *,
     Every server listens on its fixed port (its configured one, else the next free one after the head's on its host),
     is published on its host's address (other hosts and the head reach it there) and advertises that address.
     `host_network` (a lab of hosts that share one engine, e.g. loopback addresses): containers use the host's network,
-    bind the node's address, and nothing is published.
+    bind the node's address, and nothing is published. No service waits for the head's container health: every
+    server registers when the head answers (as those on other hosts must), and engines that cannot run healthchecks
+    (the lab's nested ones) would otherwise never start them.
     """
     settings = settings or RenderSettings()
     where = placements(cfg)
@@ -99,7 +101,7 @@ def build_host_stacks(cfg: GymConfig, settings: RenderSettings | None = None, *,
             services.append(head_service(cfg, s, pass_env, bind=bind, publish=not host_network))
         for name, port in fixed_ports(cfg, names).items():
             services.append(server_service(cfg, s, name, pass_env, head_url=head_url, advertise=node.address, port=port,
-                                           published=None if host_network else port, bind=bind, depends_on_head=node.name == head.name))
+                                           published=None if host_network else port, bind=bind, depends_on_head=False))
         check_service_names(services)
         stacks[node.name] = Stack(
             project=project_name(f"{settings.project}-{node.name}"), topology=MULTI_HOST, services=services,

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gymctl.compose.render import RenderedStack
-from gymctl.docker.backend import ComposeBackend, default_backend
+from gymctl.docker.backend import ComposeBackend, Pull, default_backend
 from gymctl.docker.state import ContainerState
-from gymctl.docker.waiter import Progress, StackWaiter, no_progress
+from gymctl.docker.waiter import Progress, StackWaiter, from_registry, no_progress
 from gymctl.errors import GymctlError, UsageError
 
 __all__ = ["ComposeStack", "Progress", "StackNotUpError"]
@@ -69,8 +69,10 @@ class ComposeStack:
         self.since = time.time()
         waiter = self._waiter()
         deadline = time.monotonic() + timeout_s
+        # Images named by a registry (multi-host) are pulled by the engine that runs them; local ones never are.
+        pull: Pull = "missing" if any(from_registry(s.image) for s in rendered.stack.services) else "never"
         waiter.watch_start(lambda: self.backend.compose_up(self.project, self.file, env=rendered.secret_env, detach=True,
-                                                           remove_orphans=True, pull="never"), progress)
+                                                           remove_orphans=True, pull=pull), progress)
         if not wait:
             return self.ps()
         states = waiter.wait_healthy(deadline, progress)
