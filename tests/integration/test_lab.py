@@ -130,7 +130,9 @@ def test_per_host_compose_files_on_three_lab_nodes_collect_1000_rollouts(lab, tm
                        "-p", "labmh", "--no-wait", *config, timeout=600)
             assert r.returncode == 0, r.stderr
             projects.append((node, f"labmh-{node}"))
-        # Docker's own way, on the file as rendered: the third host pulls from the registry by itself.
+        # Docker's own way, on the file as rendered: push the third host's image, then the host pulls it by itself.
+        r = gymctl("push", "--registry", lab["registry"], "--image", "gymctl/scripted_model:latest", timeout=600)
+        assert r.returncode == 0, r.stderr
         node3 = f"tcp://{lab['nodes'][2]['address']}:2375"
         up = subprocess.run(["docker", "--host", node3, "compose", "-f", str(out / "node3.compose.yml"), "up", "-d"],
                             capture_output=True, text=True, timeout=600)
