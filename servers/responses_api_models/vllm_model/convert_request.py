@@ -76,6 +76,16 @@ class _Assistant:
 
 def responses_to_chat(body: dict[str, Any], options: ConvertOptions = ConvertOptions()) -> dict[str, Any]:
     """The Chat Completions body for a Responses body (without `model`); raises UnsupportedRequestError."""
+    for key, kind in (("tools", list), ("reasoning", dict), ("text", dict)):
+        if body.get(key) is not None and not isinstance(body[key], kind):
+            raise UnsupportedRequestError(key, f"must be a JSON {'array' if kind is list else 'object'}, not {type(body[key]).__name__}")
+    try:
+        return _responses_to_chat(body, options)
+    except (TypeError, AttributeError, KeyError) as e:  # a nested field of the wrong JSON type: the caller's 400, not a 500
+        raise UnsupportedRequestError("body", f"a field has the wrong JSON type ({type(e).__name__}: {e})") from None
+
+
+def _responses_to_chat(body: dict[str, Any], options: ConvertOptions) -> dict[str, Any]:
     _reject_unsupported(body)
     messages = _messages(body.get("input"), options)
     instructions = body.get("instructions")
