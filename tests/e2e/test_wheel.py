@@ -17,12 +17,14 @@ import pytest
 from tests.conftest import AGENT, EXAMPLE_CONFIG, REPO, SCRIPTED_CONFIG, free_port
 
 # What a source distribution holds (MANIFEST.in); copied aside so a build never writes into the checkout.
-SOURCE = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "gymctl", "servers", "compose_templates", "images")
+SOURCE = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "gymctl", "servers", "compose_templates", "images", "monitoring")
 NOT_SOURCE = shutil.ignore_patterns("__pycache__", "*.pyc", ".context", ".venv", "*.egg-info", "build")
 VERBS = ("run", "serve", "status", "collect", "build", "images", "render", "up", "down", "ps", "logs", "restart")
-# Every module but gymctl.__main__ (importing it runs the command).
+# Every module but gymctl.__main__ (importing it runs the command) and gymctl.ray (the `ray` extra's: without Ray it
+# raises RayNotInstalledError, checked below).
 IMPORT_ALL = ("import importlib, pkgutil, gymctl; mods = [m.name for m in pkgutil.walk_packages(gymctl.__path__, 'gymctl.') "
-              "if not m.name.endswith('__main__')]; [importlib.import_module(m) for m in mods]; print(len(mods))")
+              "if not m.name.endswith('__main__') and not m.name.startswith('gymctl.ray')]; "
+              "[importlib.import_module(m) for m in mods]; print(len(mods))")
 
 
 @dataclass
@@ -78,7 +80,7 @@ def test_the_wheel_carries_servers_templates_and_the_image_recipe_and_nothing_el
                  "servers/resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml",
                  "servers/resources_servers/example_single_tool_call/data/example.jsonl",
                  "servers/resources_servers/example_single_tool_call/requirements.txt",
-                 "servers/responses_api_models/scripted_model/app.py"):
+                 "servers/responses_api_models/scripted_model/app.py", "monitoring/alerts.yml"):
         assert bundled + want in names, want
     leaked = [n for n in names if "/tests/" in n or "__pycache__" in n or "/.venv/" in n or "/.context/" in n or n.endswith(".pyc")]
     assert not leaked, leaked
@@ -96,6 +98,8 @@ def test_every_module_of_gymctl_imports_with_only_the_declared_dependencies(whee
     res = wheel_venv.run(wheel_venv.bin("python"), "-c", IMPORT_ALL)
     assert res.returncode == 0, res.stderr
     assert int(res.stdout) > 40
+    ray = wheel_venv.run(wheel_venv.bin("python"), "-c", "import gymctl.ray")
+    assert ray.returncode != 0 and "install it with: pip install 'gymctl[ray]'" in ray.stderr  # the extra, said plainly
 
 
 def test_version_and_every_verbs_help(wheel_venv):
