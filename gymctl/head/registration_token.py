@@ -46,12 +46,13 @@ def keep_registration_token(port: int, token: str) -> None:
 
 
 def guard_registration(app: Any, auth_token: str | None, token: str | None, head_url: str, port: int) -> tuple[Any, str | None]:
-    """(the head app, the token registrations need): with auth off and the head on loopback, `/register` and
-    `/deregister` need a registration token (the one given, else a new one); otherwise the app as it was."""
+    """(the head app, the token registrations need): with auth off and the head listening on loopback only
+    (`head_url` is where it is bound), `/register` and `/deregister` need a registration token (the one given,
+    else a new one); a head listening beyond loopback (0.0.0.0 in a container) stays open, with a warning."""
     if auth_token:
         return app, auth_token
     if not is_loopback_url(head_url):
-        if not token:  # the seed's trusted-network mode: say so loudly
+        if not token:  # the seed's trusted-network mode (and plain `docker compose up` without a token): say so loudly
             logging.getLogger("gymctl.head").warning(
                 "head at %s runs WITHOUT AUTH: anyone who reaches it can register any URL and read the config; "
                 "set GYMCTL_AUTH_TOKEN (gymctl check flags this)", head_url)

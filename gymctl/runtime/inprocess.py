@@ -167,7 +167,8 @@ async def start(
         head_app = None
         if with_head:
             registry = Registry(expected=expected_instances(config), lease_s=settings.lease_s, drop_s=settings.drop_s)
-            guarded, registration = guard_registration(create_head_app(config, registry), token, registration, head_url, config.head_port)
+            bound = f"http://{_url_host(head_sock.getsockname()[0])}:{config.head_port}" if head_sock is not None else head_url
+            guarded, registration = guard_registration(create_head_app(config, registry), token, registration, bound, config.head_port)
             head_app = wrap_app(guarded, token)
             dep.registry = registry
             server = make_server(head_app, log_level=settings.log_level)
