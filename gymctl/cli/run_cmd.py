@@ -63,7 +63,17 @@ def run(
     replicated = sorted(n for n in cfg.instances if cfg.deployment_of(n).replicas > 1)
     if replicated:
         print(f"gymctl: all-in-one serves each instance once; replicas of {', '.join(replicated)} need --topology separated", file=sys.stderr, flush=True)
+    _note_ray_address(cfg, topology)
     run_loop(_all_in_one(cfg, log_level))
+
+
+def _note_ray_address(cfg: GymConfig, topology: str) -> None:
+    """NeMo Gym's ng_run starts a Ray cluster unless ray_head_node_address names one; gymctl starts none either way."""
+    address = cfg.tree.get("ray_head_node_address")
+    if address:
+        print(f"gymctl: ray_head_node_address={address}: no Ray cluster is started here; gymctl's servers run as {topology} "
+              "processes (none needs Ray), NeMo Gym servers are handed this address, and --topology ray places every server "
+              "on that cluster as an actor", file=sys.stderr, flush=True)
 
 
 def _check_log_dir(log_dir: str) -> None:

@@ -237,3 +237,23 @@ def test_an_instance_that_fails_in_its_actor_is_a_startup_error_naming_it(cluste
     assert "gymctl.policy_model failed to start" in str(e.value) and "policy_base_url" in str(e.value), str(e.value)
     with pytest.raises(ValueError):
         ray.get_actor("gymctl.example_single_tool_call", namespace="gymctl")  # the others were stopped
+
+
+def test_ng_run_with_a_ray_head_node_address_starts_no_second_cluster(cluster, tmp_path):
+    nodes_before, gcs_before = len([n for n in ray.nodes() if n["Alive"]]), _gcs_servers()
+    port = free_port()
+    log = open(tmp_path / "ng_run.log", "wb")  # noqa: SIM115 -- held by the child until it exits
+    proc = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "ng_run"), f"+config_paths=[{EXAMPLE_CONFIG},{SCRIPTED_CONFIG}]",
+         f"+ray_head_node_address={cluster.address}", f"+head_server.port={port}"],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", timeout=60)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == nodes_before  # no node joined, none left
+        assert _gcs_servers() == gcs_before  # and no second cluster (NeMo Gym's ng_run would start one without the address)
+        assert "no Ray cluster is started here" in (tmp_path / "ng_run.log").read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(30)
+        log.close()
