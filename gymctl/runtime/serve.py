@@ -106,7 +106,7 @@ def load_mounted(path: str, sets: list[str] | None, instance: str) -> GymConfig:
     loaded = load_tree([path], list(sets or []), cwd=Path.cwd(), env_yaml=False)
     elsewhere = []
     with tempfile.TemporaryDirectory(prefix="gymctl-elsewhere-") as shadow:
-        for name, value in loaded.tree.items():
+        for name, value in loaded.tree.items_ex(resolve=False):
             name = str(name)
             if name == instance or not hasattr(value, "items"):
                 continue

@@ -101,3 +101,18 @@ async def test_a_child_that_never_reports_has_no_url():
     child = Child("z", [sys.executable, "-c", "print('serving at http://127.0.0.1:1 (pid 1)')"], dict(os.environ), sink=OutputSink(width=1))
     child.spawn()
     assert await _url_of(child) is None  # printing the human line is not reporting
+
+
+def test_a_mounted_config_with_a_top_level_secret_the_container_lacks_loads(tmp_path, monkeypatch):
+    """The head's container gets no model secret: a top-level `${oc.env:VAR}` it cannot resolve is kept as written."""
+    from gymctl.runtime.serve import load_mounted
+
+    monkeypatch.delenv("GYMCTL_TEST_ABSENT_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    mounted = tmp_path / "config.yaml"
+    mounted.write_text(
+        "policy_api_key: ${oc.env:GYMCTL_TEST_ABSENT_KEY}\n"
+        "r:\n  resources_servers:\n    example_single_tool_call:\n      entrypoint: app.py\n"
+    )
+    cfg = load_mounted(str(mounted), [], "head")
+    assert list(cfg.instances) == ["r"]
