@@ -32,7 +32,8 @@ _JSON_HEADERS = {"Content-Type": "application/json"}
 __all__ = ["ServerClient", "ServerResponse", "new_session"]
 # Connection failures: a refused/failed connect never reached the server and is tried again; a connection lost
 # mid-request may have reached it, so only a request without side effects (GET) is sent again.
-_RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionResetError)
+# ClientOSError: a reset while the reply was awaited (a peer killed mid-call) comes as this, not as ConnectionResetError.
+_RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionResetError)
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 BUSY_WAIT_S = 120.0  # how long a call keeps waiting out 503 + Retry-After (a server at its limit) before failing
 _HEAD_BACKOFF = RetryPolicy(first_s=0.1, factor=2.0, max_s=1.0)  # while waiting for the head to answer
@@ -272,6 +273,8 @@ class ServerClient:
                 continue
             except TimeoutError:
                 raise ServerError(f"{server_name} {path} timed out after {timeout} s", server=server_name) from None
+            except aiohttp.ClientError as e:  # a broken reply (payload, protocol): typed, never a traceback in the caller
+                raise ServerError(f"{server_name} at {replica.url} failed during {method} {path}: {type(e).__name__}: {e}", server=server_name) from None
             finally:
                 replica.inflight -= 1
                 self._inflight -= 1

@@ -156,3 +156,26 @@ async def test_routes_prefer_healthy_registrations(head):
     finally:
         await client.close()
         await shutdown(s1, t1)
+
+
+async def test_a_peer_that_resets_mid_reply_is_a_typed_server_error_not_a_raw_aiohttp_one():
+    """A model worker killed while the reply is awaited resets the connection: the caller gets ServerError (the agent's 502)."""
+    import socket
+    import struct
+
+    async def reset_after_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close -> RST
+        writer.transport.abort()
+
+    server = await asyncio.start_server(reset_after_request, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = ServerClient(None, routes={"policy_model": [f"http://127.0.0.1:{port}"]})
+    try:
+        with pytest.raises(ServerError, match=r"policy_model at http://127\.0\.0\.1:\d+ failed during POST /v1/responses|lost the connection during POST /v1/responses"):
+            await client.post("policy_model", "/v1/responses", json={"input": "hi"})
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
