@@ -124,7 +124,7 @@ def collect(
                    else "gymctl collect --agent AGENT --input IN.jsonl --output OUT.jsonl")
         raise UsageError(f"missing {', '.join(missing)}; e.g. {example}")
     spec = CollectSpec(
-        agent=str(agent), input_path=Path(str(input)), output_path=Path(str(output)),
+        agent=str(agent), input_path=_input_path(str(input)), output_path=Path(str(output)),
         num_repeats=_int("num_repeats", num_repeats if num_repeats is not None else picked.get("num_repeats", 1)) or 0,
         concurrency=_int("concurrency", concurrency if concurrency is not None else picked.get("concurrency", 64)) or 0,
         limit=_int("limit", limit if limit is not None else picked.get("limit")),
@@ -203,6 +203,18 @@ async def _collect(spec: CollectSpec, head_url: str, cfg: GymConfig | None, *, s
         if exporter is not None:
             await exporter.stop()
     return result.summary, result.in_process
+
+
+def _input_path(given: str) -> Path:
+    """--input resolves as config paths do (working directory, then GYMCTL_SERVERS_DIR, then the shipped servers), so the
+    seed's `resources_servers/.../data/example.jsonl` works from any directory with an installed gymctl."""
+    from gymctl.config.paths import resolve_existing
+
+    path = Path(given)
+    if path.exists() or path.is_absolute():
+        return path
+    found, _ = resolve_existing(given)
+    return found if found is not None and found.is_file() else path
 
 
 def register(app: typer.Typer) -> None:

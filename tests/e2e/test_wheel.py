@@ -148,3 +148,11 @@ def test_a_bad_config_path_is_one_clear_line_and_exit_2(wheel_venv, config, says
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(says), res.stderr
         assert "Traceback" not in res.stderr
+
+
+def test_the_seeds_input_path_resolves_against_the_shipped_servers_from_any_directory(wheel_venv):
+    res = wheel_venv.run(wheel_venv.bin("gymctl"), "collect", "-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG, "--set", f"head_server.port={free_port()}",
+                         "--agent", AGENT, "--input", "resources_servers/example_single_tool_call/data/example.jsonl",
+                         "--output", "seed.jsonl", "--num-repeats", "1")
+    assert res.returncode == 0, res.stderr
+    assert "Collected: 5 rollouts written, 0 failed" in res.stdout
