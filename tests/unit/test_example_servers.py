@@ -7,18 +7,12 @@ import pytest
 from gymctl.config import load_config
 from gymctl.runtime import inprocess
 from gymctl.server.client import ServerClient
-from gymctl.server.settings import ServerSettings
 from tests.conftest import AGENT, EXAMPLE_CONFIG, REPO, SCRIPTED_CONFIG, example_rows, free_port
 
 
 @pytest.fixture
-async def deployment():
-    cfg = load_config([EXAMPLE_CONFIG, SCRIPTED_CONFIG], cwd=REPO)
-    cfg.head_port = free_port()
-    dep = await inprocess.start(cfg, settings=ServerSettings(heartbeat_s=0.2))
-    await inprocess.wait_ready(dep)
-    yield dep
-    await inprocess.stop(dep)
+def deployment(example_deployment):
+    return example_deployment
 
 
 async def test_run_returns_reward_one_for_every_example_row(deployment):

@@ -19,16 +19,16 @@ FORGED = {"process_name": AGENT, "server_type": "responses_api_agents", "name": 
 
 
 @pytest.fixture
-async def deployment(tmp_path, monkeypatch):
+def no_tokens(tmp_path, monkeypatch):
+    """Auth off and no token handed down: the head makes its own registration token (in a runtime dir of this test's)."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     monkeypatch.delenv("GYMCTL_AUTH_TOKEN", raising=False)
     monkeypatch.delenv("GYMCTL_REGISTRATION_TOKEN", raising=False)
-    cfg = load_config([EXAMPLE_CONFIG, SCRIPTED_CONFIG], cwd=REPO)
-    cfg.head_port = free_port()
-    dep = await inprocess.start(cfg, settings=ServerSettings(heartbeat_s=0.2))
-    await inprocess.wait_ready(dep)
-    yield dep
-    await inprocess.stop(dep)
+
+
+@pytest.fixture
+def deployment(no_tokens, example_deployment):
+    return example_deployment
 
 
 async def test_nobody_registers_a_url_under_a_healthy_name_without_the_token(deployment):
