@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from bench.procs import free_port, http_get_json
+from bench.procs import free_port, http_get_json, stop_tree
 from bench.systems import REPO
 
 AGENT = "example_single_tool_call_simple_agent"
@@ -114,12 +114,7 @@ def one_fault(fault: str, rollouts: int, concurrency: int, work: Path) -> dict[s
                 "kinds": first.get("failure_kinds", {}), "first_run_s": first_s, "rerun_written": second["written"],
                 "rows": len(pairs), "unique": len(set(pairs)), "complete": len(pairs) == len(set(pairs)) == rollouts}
     finally:
-        run.send_signal(signal.SIGINT)
-        try:
-            run.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+        stop_tree(run, [], timeout=30)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -127,15 +127,20 @@ def start_deployment(args: list[str], tmp_path: Path, *, env: dict[str, str] | N
         raise
 
 
-def stop_deployment(dep: Deployment, timeout: float = 15.0) -> int | None:
-    if dep.proc.poll() is None:
-        dep.proc.send_signal(signal.SIGINT)
+def interrupt(proc: subprocess.Popen, timeout: float = 15.0) -> int | None:
+    """Ctrl-C for a child we started (its own session): SIGINT, then SIGKILL to its process group after `timeout`; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
         try:
-            dep.proc.wait(timeout)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(dep.proc.pid, signal.SIGKILL)
-            dep.proc.wait()
-    return dep.proc.returncode
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+def stop_deployment(dep: Deployment, timeout: float = 15.0) -> int | None:
+    return interrupt(dep.proc, timeout)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import free_port, http_json
+from tests.conftest import free_port, http_json, interrupt
 from tests.nemo_gym_env import nemo_gym_bin
 
 pytestmark = pytest.mark.nemo_gym
@@ -98,13 +98,7 @@ def stop(run: Run) -> list[psutil.Process]:
         tree = psutil.Process(run.proc.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         tree = []
-    if run.proc.poll() is None:
-        run.proc.send_signal(signal.SIGINT)
-        try:
-            run.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(run.proc.pid, signal.SIGKILL)
-            run.proc.wait()
+    interrupt(run.proc, 30)
     left = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     for p in left:
         p.kill()

@@ -19,7 +19,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import AGENT, EXAMPLE_CONFIG, EXAMPLE_DATA, IN_CI, REPO, SCRIPTED_CONFIG, example_rows, free_port, http_json, wait_http
+from tests.conftest import AGENT, EXAMPLE_CONFIG, EXAMPLE_DATA, IN_CI, REPO, SCRIPTED_CONFIG, example_rows, free_port, http_json, interrupt, wait_http
 from tests.e2e.test_vllm_example import VLLM_CONFIG, chat_stub
 
 ray = __import__("ray") if IN_CI else pytest.importorskip("ray")  # the dev extra installs it: in CI a missing Ray fails, never skips
@@ -168,12 +168,7 @@ def test_run_topology_ray_joins_the_cluster_places_the_model_by_its_resource_and
         assert [json.loads(line)["reward"] for line in out.read_text().splitlines()] == [1.0] * 10
         assert len([n for n in ray.nodes() if n["Alive"]]) == nodes_before and _gcs_servers() == gcs_before  # joined, started no cluster
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        interrupt(proc, 30)
         log.close()
     assert proc.returncode == 0, (tmp_path / "run.log").read_text()
     with pytest.raises(ValueError):

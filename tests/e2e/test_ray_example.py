@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import IN_CI, REPO
+from tests.conftest import IN_CI, REPO, interrupt
 
 __import__("ray") if IN_CI else pytest.importorskip("ray")  # in CI a missing Ray fails, never skips
 
@@ -36,7 +36,6 @@ def test_the_grpo_shaped_example_collects_token_ids_and_cleans_up(tmp_path):
 
 def test_run_topology_ray_without_an_address_starts_a_local_cluster_and_stops_it(tmp_path):
     import glob
-    import signal
 
     from tests.conftest import AGENT, EXAMPLE_CONFIG, SCRIPTED_CONFIG, free_port, http_json, wait_http
 
@@ -58,12 +57,7 @@ def test_run_topology_ray_without_an_address_starts_a_local_cluster_and_stops_it
         created = set(glob.glob(os.path.join(tempfile.gettempdir(), "gymctl-ray-*"))) - before
         assert len(created) == 1
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        interrupt(proc, 60)
         log.close()
     assert proc.returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
     psutil.wait_procs(ray_procs, timeout=10)
