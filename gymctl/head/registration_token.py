@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gymctl.hosts import is_loopback
 from gymctl.server.auth import BearerAuthMiddleware
 
 PROTECTED = frozenset({"/register", "/deregister"})
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
 def is_loopback_url(url: str) -> bool:
-    return (urlsplit(url).hostname or "") in LOOPBACK or (urlsplit(url).hostname or "").startswith("127.")
+    return is_loopback(urlsplit(url).hostname)
 
 
 def registration_token_path(port: int) -> Path:

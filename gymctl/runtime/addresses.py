@@ -6,7 +6,7 @@ import errno
 import socket
 
 from gymctl.errors import ConfigError
-from gymctl.hosts import WILDCARDS, is_loopback
+from gymctl.hosts import WILDCARDS, is_local_only, is_loopback
 
 __all__ = ["WILDCARDS", "bind_and_advertise", "check_advertised", "is_loopback", "is_own_address", "routable_ip", "route_to"]
 
@@ -17,7 +17,7 @@ def is_own_address(host: str, *, key_path: str = "head_server.host") -> bool:
     Decided by binding a socket to it (port 0; nothing listens): the kernel knows its own addresses.
     An unresolvable name is a ConfigError naming `key_path`.
     """
-    if host in WILDCARDS or is_loopback(host):
+    if is_local_only(host):
         return True
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)

@@ -19,7 +19,7 @@ from gymctl.config.model import GYMCTL_KEY, GymConfig, redact
 from gymctl.config.nemo_gym import NemoGymSettings
 from gymctl.errors import StartupError
 from gymctl.server.registration import registration_record
-from gymctl.server.serving import bind_socket
+from gymctl.server.serving import free_port
 
 CONFIG_DICT_ENV = "NEMO_GYM_CONFIG_DICT"
 CONFIG_PATH_ENV = "NEMO_GYM_CONFIG_PATH"
@@ -67,22 +67,13 @@ def interpreter(cfg: GymConfig, name: str, settings: NemoGymSettings) -> Path:
     raise StartupError(f"{name} is a NeMo Gym server ({rel}) and its Python is missing; looked for: {looked}; {how}", instance=name)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free now (NeMo Gym servers bind the port their config names, so it is chosen before they start)."""
-    sock = bind_socket(host, 0, "NeMo Gym server")
-    try:
-        return int(sock.getsockname()[1])
-    finally:
-        sock.close()
-
-
 def assign_ports(cfg: GymConfig, names: list[str]) -> None:
     """Give each of `names` that has no port a free one, in the config itself (the spec and its block)."""
     for name in names:
         spec = cfg.instances[name]
         if spec.port:
             continue
-        spec.port = free_port(spec.host or "127.0.0.1")
+        spec.port = free_port(spec.host or "127.0.0.1", "NeMo Gym server")  # it binds the port its config names
         block = cfg.tree[name][spec.server_type][spec.impl]
         block["port"] = spec.port
 

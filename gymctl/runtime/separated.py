@@ -18,12 +18,13 @@ from pathlib import Path
 
 from gymctl.config.model import GymConfig
 from gymctl.errors import GymctlError, UsageError
-from gymctl.head.registration_token import is_loopback_url, new_registration_token
+from gymctl.head.registration_token import new_registration_token
+from gymctl.hosts import is_loopback
 from gymctl.runtime.addresses import is_own_address
 from gymctl.runtime.children import Child, OutputSink
 from gymctl.runtime.nemo_gym_group import nemo_gym_children
 from gymctl.runtime.supervisor import ReadyHook, RestartPolicy, Supervisor
-from gymctl.server.serving import bind_socket
+from gymctl.server.serving import bind_socket, free_port
 from gymctl.server.settings import ServerSettings
 
 RESTART_POLICIES = ("no", "on-failure")
@@ -135,7 +136,7 @@ def build_children(cfg: GymConfig, config_args: ConfigArgs, *, log_dir: str | No
     """The head first (unless it lives on another host), then one child per instance that is not an alias (an agent
     serves its aliases), and one more per extra replica (`gymctl.instances.NAME.replicas`: children `NAME#2` ...)."""
     env = child_env(cfg.head_url)
-    if with_head and not env.get("GYMCTL_AUTH_TOKEN") and not env.get("GYMCTL_REGISTRATION_TOKEN") and is_loopback_url(cfg.head_url):
+    if with_head and not env.get("GYMCTL_AUTH_TOKEN") and not env.get("GYMCTL_REGISTRATION_TOKEN") and is_loopback(cfg.head_host):
         env["GYMCTL_REGISTRATION_TOKEN"] = new_registration_token()  # the head child and every instance: one token
     logs = Path(log_dir) if log_dir else None
     if logs is not None:
@@ -164,17 +165,9 @@ def child_labels(cfg: GymConfig, *, with_head: bool = True) -> list[tuple[str, s
             continue
         out.append((name, name, {}))
         for i in range(2, cfg.deployment_of(name).replicas + 1):
-            port = {} if not spec.port else {"GYMCTL_PORT": str(_free_port(spec.host or "127.0.0.1"))}
+            port = {} if not spec.port else {"GYMCTL_PORT": str(free_port(spec.host or "127.0.0.1", "replica"))}
             out.append((f"{name}#{i}", name, port))
     return out
-
-
-def _free_port(host: str) -> int:
-    sock = bind_socket(host, 0, "replica")
-    try:
-        return int(sock.getsockname()[1])
-    finally:
-        sock.close()
 
 
 def start_children(children: list[Child], cfg: GymConfig, *, fork: bool, log_level: str) -> None:

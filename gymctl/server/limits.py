@@ -15,7 +15,6 @@ import asyncio
 from typing import Any
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # a long multi-turn rollout with token ids stays far below this
-DEFAULT_REQUEST_TIMEOUT_S = 30.0
 
 
 class BodyTooLargeError(Exception):

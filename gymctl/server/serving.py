@@ -41,6 +41,15 @@ def bind_socket(host: str, port: int | None, owner: str) -> socket.socket:
     return sock
 
 
+def free_port(host: str = "127.0.0.1", owner: str = "a free port") -> int:
+    """A port free on `host` now (for a server that must be told its port before it starts)."""
+    sock = bind_socket(host, 0, owner)
+    try:
+        return int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
 def make_server(app: Any, *, log_level: str = "warning") -> QuietServer:
     config = uvicorn.Config(
         app,
