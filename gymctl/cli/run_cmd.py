@@ -18,7 +18,6 @@ from gymctl.cli.options import (
     load_from_cli,
 )
 from gymctl.cli.serve_cmd import LogFormatOpt
-from gymctl.server.metrics import export_monitoring_setting
 
 if TYPE_CHECKING:
     from gymctl.config.model import GymConfig
@@ -43,6 +42,8 @@ def run(
       ng_run "+config_paths=\\[a.yaml,b.yaml]" +policy_base_url=http://127.0.0.1:8000/v1 +policy_api_key=KEY +policy_model_name=M
     """
     cfg = load_from_cli(config, sets, overrides)
+    from gymctl.server.metrics import export_monitoring_setting  # here: every verb's start-up would pay for the server stack
+
     export_monitoring_setting(cfg.tree)  # gymctl.monitoring.public: false -> /metrics, /ui need the token
     if log_dir is not None:
         _check_log_dir(log_dir)

@@ -67,3 +67,13 @@ def test_a_server_image_installs_the_declared_server_set_and_no_cli_tooling():
     names = {canonicalize_name(Requirement(r).name) for r in server_requirements()}
     assert {"fastapi", "uvicorn", "typer", "orjson"} <= names
     assert not names & {"rich", "jinja2", "python-on-whales", "docker", "psutil", "packaging"}
+
+
+def test_the_command_line_starts_without_the_server_stack():
+    """`gymctl --help`, `status`, `ps` ... load every verb module: none of them may pull in FastAPI or aiohttp at import."""
+    import subprocess
+    import sys
+
+    probe = "import sys; import gymctl.cli.main; print(sorted(m for m in ('fastapi', 'aiohttp', 'uvicorn') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    assert out == "[]", f"imported at CLI start-up: {out}"
