@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -11,25 +11,16 @@ if TYPE_CHECKING:
     from gymctl.docker.state import ContainerState
 
 
-def port_taken(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
+def prepare_monitoring(spec: MonitoringSpec, running: list[ContainerState], port_free: Callable[[str, int], bool]) -> None:
+    """Refuse a taken Prometheus port (unless this stack's own Prometheus holds it); build the image when it is missing.
 
-
-def prepare_monitoring(spec: MonitoringSpec, running: list[ContainerState]) -> None:
-    """Refuse a taken Prometheus port (unless this stack's own Prometheus holds it); build the image when it is missing."""
+    `port_free` is the stack's backend's check (a remote engine's ports are not probed on this machine)."""
     from gymctl.compose.monitoring import PROMETHEUS_SERVICE
     from gymctl.docker.prometheus_image import build_prometheus_image, prometheus_image_exists
     from gymctl.errors import PortInUseError
 
     ours = any(c.service == PROMETHEUS_SERVICE and c.state == "running" for c in running)
-    if not ours and port_taken(spec.host_ip, spec.host_port):
+    if not ours and not port_free(spec.host_ip, spec.host_port):
         raise PortInUseError(spec.host_ip, spec.host_port, "prometheus (--monitoring-port)")
     if not prometheus_image_exists(spec.image):
         print(f"building {spec.image} from Debian's prometheus package (offline, about a minute, once) ...", file=sys.stderr, flush=True)

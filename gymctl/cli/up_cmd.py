@@ -140,7 +140,7 @@ def up(
     if rendered.stack.monitoring is not None:
         from gymctl.cli.monitoring_up import prepare_monitoring
 
-        prepare_monitoring(rendered.stack.monitoring, stack.ps())
+        prepare_monitoring(rendered.stack.monitoring, stack.ps(), stack.backend.port_free)
     t0 = time.monotonic()
     progress = _Progress()
     try:
