@@ -51,15 +51,19 @@ def sdk_client(context: str | None) -> Any:
 
     if context is None:
         return engine_client()
+    return _client_at(context_host(context), f"the engine of context {context!r}")
+
+
+def _client_at(host: str, what: str) -> Any:
+    """A pinged Docker SDK client for the engine at `host`; DockerError naming `what` when it does not answer."""
     import docker
     from docker.errors import DockerException
 
-    host = context_host(context)
     try:
         client = docker.DockerClient(base_url=host, timeout=120)
         client.ping()
     except DockerException as e:
-        raise DockerError(f"the engine of context {context!r} ({host}) does not answer: {str(e).split('(')[0].strip()}") from None
+        raise DockerError(f"{what} ({host}) does not answer: {str(e).split('(')[0].strip()}") from None
     return client
 
 
@@ -100,11 +104,7 @@ def origin_client() -> Any:
     if origin is None:
         return sdk_client(None)
     if origin.get("DOCKER_HOST"):
-        import docker
-
-        return docker.DockerClient(base_url=origin["DOCKER_HOST"], timeout=120)
+        return _client_at(str(origin["DOCKER_HOST"]), "this machine's engine")
     if origin.get("DOCKER_CONTEXT"):
         return sdk_client(origin["DOCKER_CONTEXT"])
-    import docker
-
-    return docker.DockerClient(base_url="unix:///var/run/docker.sock", timeout=120)
+    return _client_at("unix:///var/run/docker.sock", "this machine's engine")
