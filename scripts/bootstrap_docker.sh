@@ -13,8 +13,7 @@ fi
 
 if ! command -v mmdebstrap >/dev/null 2>&1; then
   echo "bootstrap_docker: installing mmdebstrap (offline base image builder) ..." >&2
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
+  bash scripts/apt_install.sh mmdebstrap
 fi
 
 if ! docker compose version >/dev/null 2>&1; then

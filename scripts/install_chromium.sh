@@ -9,6 +9,5 @@ if [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 echo "install_chromium: installing Debian's chromium (headless browser tests) ..." >&2
-apt-get update -qq >/dev/null
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+bash "$(dirname "$0")/apt_install.sh" --no-install-recommends chromium fonts-dejavu-core
 chromium --version >&2

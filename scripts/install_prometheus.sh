@@ -19,6 +19,5 @@ if [ ! -e "$policy" ]; then
   own_policy=1
 fi
 trap '[ "$own_policy" = 1 ] && rm -f "$policy"' EXIT
-apt-get update -qq >/dev/null
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+bash "$(dirname "$0")/apt_install.sh" --no-install-recommends prometheus
 promtool --version 2>&1 | head -1 >&2
