@@ -22,3 +22,8 @@ def is_loopback(host: str | None) -> bool:
 def is_local_only(host: str) -> bool:
     """Loopback or a wildcard: a head here is reachable only from this host's own processes (or listens everywhere)."""
     return host in WILDCARDS or is_loopback(host)
+
+
+def url_host(host: str) -> str:
+    """`host` as it goes into a URL's authority: an IPv6 literal in brackets (`[::1]`), anything else as it is."""
+    return f"[{host}]" if ":" in host else host

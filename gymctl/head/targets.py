@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gymctl.head.registry import Registry
+from gymctl.hosts import url_host
 
 
 def target_of(url: str) -> str | None:
@@ -13,8 +14,7 @@ def target_of(url: str) -> str | None:
     parts = urlsplit(url)
     if not parts.hostname:
         return None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    return f"{url_host(parts.hostname)}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 def prometheus_targets(registry: Registry, head_address: str | None) -> list[dict[str, Any]]:

@@ -9,6 +9,8 @@ import base64
 import re
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+from gymctl.hosts import url_host
+
 REDACTED = "<redacted>"
 
 # Query parameters that carry a secret: signatures of pre-signed URLs (AWS, GCS, Azure SAS), tokens, keys.
@@ -27,7 +29,7 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+(?=[A-Za-z._~+/=-]*[0-9])[A-Za-z0-
 def _netloc(host: str | None, port: int | None) -> str:
     if host is None:
         return ""
-    shown = f"[{host}]" if ":" in host else host
+    shown = url_host(host)
     return f"{shown}:{port}" if port else shown
 
 
