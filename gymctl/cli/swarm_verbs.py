@@ -71,14 +71,16 @@ class TaskProgress:
             self.live.stop()
 
 
-def default_registry(registry: str | None) -> str | None:
-    """--registry, else the lab's (its node-facing name) when a lab is up."""
-    if registry:
-        return registry
-    from gymctl.docker.swarm import lab_registry
+def registry_and_endpoint(registry: str | None) -> tuple[str | None, str | None]:
+    """The registry the nodes pull from (--registry, else the lab's node-facing name when a lab is up) and where this
+    machine pushes to reach it (the lab's: its loopback port here; any other: its own address). One look for the lab."""
+    from gymctl.docker.contexts import origin_client
+    from gymctl.docker.lab import LAB_REGISTRY, lab_registry_address
 
-    lab = lab_registry()
-    return lab[0] if lab else None
+    if registry is not None and registry != LAB_REGISTRY:
+        return registry, registry
+    lab = lab_registry_address(origin_client())  # the lab runs on this machine's engine, whatever --context says
+    return (registry or (LAB_REGISTRY if lab else None)), (lab or registry)
 
 
 def secret_values(cfg: GymConfig, literal: dict[str, str]) -> dict[str, str]:
@@ -103,19 +105,19 @@ def render_swarm_of(cfg: GymConfig, settings: SwarmSettings, *, quiet: bool = Fa
 
 
 def render_to(cfg: GymConfig, output: str, project: str, *, prefix: str, tag: str, registry: str | None, as_json: bool) -> None:
-    """`gymctl render --topology swarm -o DIR`: DIR/stack.yml and DIR/config.yaml."""
+    """`gymctl render --topology swarm -o DIR`: DIR/stack.yml and DIR/configs/<service>.yaml."""
     from gymctl.cli.options import print_json
     from gymctl.compose.swarm import SwarmSettings
     from gymctl.docker.swarm import write_stack
     from gymctl.errors import UsageError
 
     if output == "-":
-        raise UsageError("--topology swarm writes stack.yml and the config.yaml it names: give --output DIR")
+        raise UsageError("--topology swarm writes stack.yml and the service configs it names: give --output DIR")
     settings = SwarmSettings(project=project, image_prefix=prefix, image_tag=tag, registry=registry,
                              secrets={v: f"{project}_{v.lower()}" for v in secret_values(cfg, {})})
     rendered = render_swarm_of(cfg, settings)
     path = write_stack(Path(output), rendered)
-    print(f"wrote {path} and {path.parent / 'config.yaml'} ({len(rendered.stack.services)} services; "
+    print(f"wrote {path} and {path.parent / 'configs'}/ ({len(rendered.stack.services)} services, a config each; "
           f"docker stack deploy -c {path} --resolve-image never {project})", file=sys.stderr)
     if rendered.stack.secrets:
         print(f"external secrets it names (create them first: printf %s \"$VAR\" | docker secret create NAME -): "
@@ -135,11 +137,12 @@ def deploy(cfg: GymConfig, project: str, *, registry: str | None, push: bool, pr
 
     Returns the swarm, the stack as deployed and the head's URL (its manager's address, its published port)."""
     from gymctl.compose.swarm import SwarmSettings
-    from gymctl.docker.swarm import check_placement, check_stack_name, create_secrets, inspect_swarm, push_for_stack, stack_deploy, write_stack
+    from gymctl.docker.registry_push import push_stack_images
+    from gymctl.docker.swarm import check_placement, check_stack_name, create_secrets, inspect_swarm, stack_deploy, write_stack
 
     swarm = inspect_swarm()
     check_stack_name(swarm.client, project)
-    registry = default_registry(registry)
+    registry, endpoint = registry_and_endpoint(registry)
     settings = SwarmSettings(project=project, image_prefix=prefix, image_tag=tag, registry=registry, head_node=swarm.manager.hostname,
                              node_addresses={n.hostname: n.address for n in swarm.nodes if n.address}, healthcheck=not swarm.is_lab)
     if swarm.is_lab:
@@ -147,7 +150,7 @@ def deploy(cfg: GymConfig, project: str, *, registry: str | None, push: bool, pr
     draft = render_swarm_of(cfg, settings)
     check_placement(draft, swarm)
     if registry is not None and push:
-        settings.digests = push_for_stack([s.image for s in draft.stack.services], registry, progress=say)
+        settings.digests = push_stack_images([s.image for s in draft.stack.services], registry, endpoint=endpoint, progress=say)
         say(f"{len(settings.digests)} image(s) in {registry}, referenced by digest")
     values = secret_values(cfg, draft.secret_env)
     settings.secrets = create_secrets(swarm.client, project, values)
@@ -203,12 +206,13 @@ def ps(project: str, *, as_json: bool) -> int:
     """The stack's tasks per node; the exit code: 0 when every service runs all its replicas (or nothing is deployed)."""
     from gymctl.cli.options import print_json
     from gymctl.docker.swarm import inspect_swarm
-    from gymctl.docker.swarm_tasks import head_url_of, service_rows, task_rows
+    from gymctl.docker.swarm_tasks import head_url_of, service_rows, stack_view, task_rows
 
     swarm = inspect_swarm()
-    rows = task_rows(swarm, project)
+    view = stack_view(swarm, project)
+    rows = task_rows(swarm, project, view=view)
     head_url = head_url_of(swarm, project)
-    services = service_rows(swarm, project, head_url)
+    services = service_rows(swarm, project, head_url, view=view)
     if as_json:
         print_json({"head_url": head_url, "services": services, "tasks": rows})
     if not services:

@@ -31,13 +31,15 @@ from gymctl.compose.model import (
 )
 from gymctl.compose.render import environment
 from gymctl.compose.secrets import referenced_env
+from gymctl.compose.swarm_configs import head_config, service_config
 from gymctl.config.model import GymConfig
 from gymctl.errors import ConfigError, UsageError
 
 SWARM = "swarm"
 GPU_KIND = "NVIDIA-GPU"
 GPU_LABEL = "gymctl.gpu"  # node label of GPU nodes (the lab sets it; `docker node update --label-add gymctl.gpu=true NODE`)
-CONFIG_FILE = "config.yaml"  # beside stack.yml: the swarm config's source file
+CONFIG_DIR = "configs"  # beside stack.yml: each service's swarm config source, configs/<service>.yaml
+CONFIG_NAME_MAX = 64  # Swarm's limit on a config's name
 SECRETS_DIR = "/run/secrets"
 REGISTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?$")
 LABEL_SELECTOR = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)=([A-Za-z0-9_.-]+)$")  # node: KEY=VALUE -> node.labels.KEY == VALUE
@@ -80,7 +82,17 @@ class SwarmService(BaseModel):
     health_path: str = "/health"
     health_port: int = CONTAINER_PORT
     secrets: list[str] = Field(default_factory=list)  # keys of SwarmStack.secrets
+    config: str = ""  # key of its SwarmConfig in SwarmStack.configs
     labels: dict[str, str]
+
+
+class SwarmConfig(BaseModel):
+    """One service's swarm config: its key in the stack file, its versioned name, its source file and text."""
+
+    key: str
+    name: str  # <project>_<service>_<hash> (swarm configs are immutable: new content, new name)
+    file: str  # relative to stack.yml
+    text: str
 
 
 class SwarmStack(BaseModel):
@@ -88,8 +100,7 @@ class SwarmStack(BaseModel):
     network: str = "gymctl"
     services: list[SwarmService]
     labels: dict[str, str]
-    config_name: str  # versioned (swarm configs are immutable): <project>_config_<hash>
-    config_yaml: str
+    configs: list[SwarmConfig]  # one per service: a change rolls only the services whose config changed
     secrets: dict[str, str]  # key in the file -> external swarm secret name
     head_port: int
     warnings: list[str] = Field(default_factory=list)
@@ -98,13 +109,17 @@ class SwarmStack(BaseModel):
 
 @dataclass
 class RenderedSwarm:
-    """stack.yml, the config file it names, and what is not in them: warnings, secret values for the swarm secrets."""
+    """stack.yml, the config files it names, and what is not in them: warnings, secret values for the swarm secrets."""
 
     stack: SwarmStack
     stack_yaml: str
-    config_yaml: str
     warnings: list[str] = field(default_factory=list)
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def config_files(self) -> dict[str, str]:
+        """{path relative to stack.yml: text} of every service's config."""
+        return {c.file: c.text for c in self.stack.configs}
 
 
 def short_hash(text: str) -> str:
@@ -119,6 +134,13 @@ def secret_key(var: str) -> str:
 def secret_name(project: str, var: str, value: str) -> str:
     """A versioned swarm secret name (swarm secrets are immutable: a new value is a new secret)."""
     return f"{project}_{secret_key(var)}_{short_hash(project + '/' + value)}"
+
+
+def config_of(project: str, service: str, text: str) -> SwarmConfig:
+    """The versioned swarm config of one service (its name within Swarm's 64 characters, unique by service and content)."""
+    digest = short_hash(service + "\0" + text)
+    base = f"{project}_{service}"[:CONFIG_NAME_MAX - len(digest) - 1].rstrip("_.-")
+    return SwarmConfig(key=f"config_{service}", name=f"{base}_{digest}", file=f"{CONFIG_DIR}/{service}.yaml", text=text)
 
 
 def image_prefix(settings: SwarmSettings) -> str:
@@ -183,11 +205,16 @@ def build_swarm_stack(cfg: GymConfig, settings: SwarmSettings | None = None) -> 
     settings = settings or SwarmSettings()
     project = project_name(settings.project)
     config_yaml, secret_values = container_config(cfg, "separated", head_host=HEAD_SERVICE)
-    pass_env = referenced_env(config_yaml)
-    present = [v for v in pass_env if v in settings.secrets]
+    configs = [config_of(project, HEAD_SERVICE, head_config(cfg, config_yaml))]
+    configs += [config_of(project, service_name(n), service_config(cfg, config_yaml, n)) for n in served_instances(cfg)]
+    by_service = {c.key[len("config_"):]: c for c in configs}
+
+    def secrets_of(service: str) -> list[str]:  # the variables its own config reads that are set at deploy
+        return [v for v in referenced_env(by_service[service].text) if v in settings.secrets]
+
     prefix = image_prefix(settings)
     head_url = f"http://{HEAD_SERVICE}:{cfg.head_port}"
-    head_secrets = [v for v in present if v == "GYMCTL_AUTH_TOKEN"]
+    head_secrets = [v for v in secrets_of(HEAD_SERVICE) if v == "GYMCTL_AUTH_TOKEN"]  # the head resolves no other secret
     head_constraints = ["node.role == manager"] + ([f"node.hostname == {settings.head_node}"] if settings.head_node else [])
     head_env = {**BASE_ENV, "GYMCTL_INSTANCE": HEAD_SERVICE, "GYMCTL_BIND_HOST": "0.0.0.0", "GYMCTL_PORT": str(cfg.head_port)}
     services = [SwarmService(
@@ -195,7 +222,8 @@ def build_swarm_stack(cfg: GymConfig, settings: SwarmSettings | None = None) -> 
         script="\n".join(_prologue(published=None, secrets=head_secrets)[1:]), environment=head_env,
         ports=[SwarmPort(published=cfg.head_port, target=cfg.head_port)], constraints=head_constraints,
         update_order="stop-first",  # one head: its published port is held on its node until it stops
-        health_path="/livez", health_port=cfg.head_port, secrets=head_secrets, labels=_labels(project, HEAD_SERVICE),
+        health_path="/livez", health_port=cfg.head_port, secrets=head_secrets, config=by_service[HEAD_SERVICE].key,
+        labels=_labels(project, HEAD_SERVICE),
     )]
     ports = fixed_ports(cfg)
     nodes = _node_map(settings)
@@ -210,13 +238,15 @@ def build_swarm_stack(cfg: GymConfig, settings: SwarmSettings | None = None) -> 
                 env["GYMCTL_NODE_ADDRESSES"] = nodes
         # A task reserving GPUs, or holding a host port, has nowhere to start beside its old self: stop first.
         stop_first = bool(dep.gpus) or published is not None
+        present = secrets_of(service_name(name))
         services.append(SwarmService(
             name=service_name(name), instance=name, image=pinned(image_for(cfg, name, prefix, settings.image_tag), settings.digests),
             script="\n".join(_prologue(published=published, secrets=present)), environment=env,
             ports=[SwarmPort(published=published, target=CONTAINER_PORT)] if published is not None else [],
             replicas=dep.replicas, constraints=constraints_of(cfg, name),
             max_replicas_per_node=1 if published is not None and dep.replicas > 1 else None,
-            gpus=dep.gpus, update_order="stop-first" if stop_first else "start-first", secrets=present, labels=_labels(project, name),
+            gpus=dep.gpus, update_order="stop-first" if stop_first else "start-first", secrets=present,
+            config=by_service[service_name(name)].key, labels=_labels(project, name),
         ))
     check_service_names(services)  # type: ignore[arg-type]  # the same name rule as compose services
     warnings = []
@@ -224,8 +254,8 @@ def build_swarm_stack(cfg: GymConfig, settings: SwarmSettings | None = None) -> 
         warnings.append(f"images are named {prefix}/<impl>:{settings.image_tag} with no registry: every node needs them loaded, "
                         "or give --registry HOST:PORT (gymctl up pushes them there)")
     stack = SwarmStack(
-        project=project, services=services, labels={LABEL_PROJECT: project}, config_name=f"{project}_config_{short_hash(config_yaml)}",
-        config_yaml=config_yaml, secrets={secret_key(v): settings.secrets[v] for v in present}, head_port=cfg.head_port, warnings=warnings,
+        project=project, services=services, labels={LABEL_PROJECT: project}, configs=configs,
+        secrets=dict(sorted({secret_key(v): settings.secrets[v] for s in services for v in s.secrets}.items())), head_port=cfg.head_port, warnings=warnings,
         healthcheck=settings.healthcheck,
     )
     return stack, secret_values
@@ -238,7 +268,7 @@ def swarm_secret_vars(cfg: GymConfig) -> list[str]:
 
 
 def render_swarm(cfg: GymConfig, settings: SwarmSettings | None = None) -> RenderedSwarm:
-    """Config -> stack.yml text and its config file (pure: no Docker, nothing written)."""
+    """Config -> stack.yml text and its services' config files (pure: no Docker, nothing written)."""
     stack, secret_values = build_swarm_stack(cfg, settings)
     text = environment().get_template("swarm.yml.j2").render(stack=stack)
-    return RenderedSwarm(stack, text, stack.config_yaml, list(stack.warnings), secret_values)
+    return RenderedSwarm(stack, text, list(stack.warnings), secret_values)

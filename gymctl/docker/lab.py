@@ -14,6 +14,7 @@ from gymctl.docker.lab_image import NODE_SPEC, REGISTRY_SPEC, ensure_lab_image
 from gymctl.errors import GymctlError, UsageError
 
 CLUSTER = ln.PREFIX
+LAB_REGISTRY = f"{ln.REGISTRY_NAME}:{ln.REGISTRY_PORT}"  # the registry as the nodes name it (`--registry` of a deploy on the lab)
 Progress = Callable[[str, str], None]  # (what, state)
 
 
@@ -32,7 +33,7 @@ class Lab:
 
     nodes: list[LabNode] = field(default_factory=list)
     registry: str | None = None  # the machine's URL, 127.0.0.1:PORT
-    registry_lab_name: str = f"{ln.REGISTRY_NAME}:{ln.REGISTRY_PORT}"
+    registry_lab_name: str = LAB_REGISTRY
     network: str | None = None
     swarm: bool = False
     contexts: list[str] = field(default_factory=list)
@@ -111,6 +112,21 @@ def _start(client: Any, nodes: int, gpu_nodes: int, gpus_per_node: int, swarm: b
     return lab
 
 
+def _published_address(registry: Any) -> str:
+    """The registry container's port on this machine, HOST_IP:PORT (what `docker push` here uses)."""
+    ports = (registry.attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    binding = (ports.get(f"{ln.REGISTRY_PORT}/tcp") or [{}])[0]
+    return f"{binding.get('HostIp') or '127.0.0.1'}:{binding.get('HostPort', ln.REGISTRY_PORT)}"
+
+
+def lab_registry_address(client: Any) -> str | None:
+    """This machine's address of the lab's registry (127.0.0.1:PORT), asked of `client`, the engine the lab runs on
+    (contexts.origin_client(), also after --context pointed the rest of a command at a node); None when no lab is up."""
+    for c in client.containers.list(filters={"label": f"{ln.LABEL_ROLE}=registry"}):
+        return _published_address(c)
+    return None
+
+
 def inspect_lab(client: Any | None = None) -> Lab:
     """The lab as the engine (`client`; default: the current one) and the contexts show it (an empty Lab when there is none)."""
     client = client or engine_client()
@@ -120,9 +136,7 @@ def inspect_lab(client: Any | None = None) -> Lab:
     lab.network = nets[0].name if nets else None
     for c in sorted(found, key=lambda c: int(c.labels.get(f"{ln.LABEL_CLUSTER}.index", "0"))):
         if c.labels.get(ln.LABEL_ROLE) == "registry":
-            ports = (c.attrs.get("HostConfig") or {}).get("PortBindings") or {}
-            binding = (ports.get(f"{ln.REGISTRY_PORT}/tcp") or [{}])[0]
-            lab.registry = f"{binding.get('HostIp') or '127.0.0.1'}:{binding.get('HostPort', ln.REGISTRY_PORT)}"
+            lab.registry = _published_address(c)
             continue
         nets_of = (c.attrs.get("NetworkSettings") or {}).get("Networks") or {}
         addr = (nets_of.get(ln.NETWORK) or {}).get("IPAddress", "")

@@ -58,21 +58,23 @@ def push_endpoint(registry: str) -> str:
     """Where this machine pushes images that hosts pull as `registry`: the lab's registry is reached by its
     nodes under its lab name and from here on loopback; any other registry is one address for all."""
     from gymctl.docker.contexts import origin_client
-    from gymctl.docker.lab import inspect_lab
+    from gymctl.docker.lab import LAB_REGISTRY, lab_registry_address
 
-    lab = inspect_lab(origin_client())  # the lab runs on this machine's engine, whatever --context points at
-    if lab.registry and registry == lab.registry_lab_name:
-        return lab.registry
-    return registry
+    if registry != LAB_REGISTRY:
+        return registry
+    return lab_registry_address(origin_client()) or registry  # the lab runs on this machine's engine, whatever --context says
 
 
-def push_stack_images(images: list[str], registry: str, *, progress: Callable[[str], None] = lambda _m: None) -> list[PushedImage]:
+def push_stack_images(images: list[str], registry: str, *, endpoint: str | None = None,
+                      progress: Callable[[str], None] = lambda _m: None) -> dict[str, str]:
     """A rendered stack names its images REGISTRY/<image>: push each local <image> from this machine's engine there
-    (layers the registry has are skipped by the push itself), so the host that runs the stack can pull them."""
+    (to `endpoint`, default push_endpoint(registry); layers the registry has are skipped by the push itself), so the
+    hosts that run the stack can pull them. {image as the stack names it: the digest pushed}."""
     from gymctl.docker.contexts import origin_client
 
     prefix = registry.strip("/") + "/"
     local = [i[len(prefix):] for i in images if i.startswith(prefix)]
     if not local:
-        return []
-    return push_images(origin_client(), local, push_endpoint(registry), progress=progress)
+        return {}
+    pushed = push_images(origin_client(), local, endpoint or push_endpoint(registry), progress=progress)
+    return {prefix + p.image: p.digest for p in pushed}

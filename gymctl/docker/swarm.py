@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from gymctl.compose.model import LABEL_PROJECT
 from gymctl.compose.swarm import GPU_KIND, RenderedSwarm, SwarmService, secret_name
 from gymctl.docker.cli import engine_client, run
 from gymctl.errors import DockerError, GymctlError, UsageError, did_you_mean
+from gymctl.polling import poll_until_sync
 
 STACK_LABEL = "com.docker.stack.namespace"
 STACK_FILE = "stack.yml"
@@ -189,9 +189,16 @@ def create_secrets(client: Any, project: str, values: dict[str, str]) -> dict[st
 
 
 def write_stack(directory: Path, rendered: RenderedSwarm) -> Path:
-    """DIR/stack.yml and DIR/config.yaml (the swarm config's source); the stack file's path."""
+    """DIR/stack.yml and DIR/configs/<service>.yaml (the swarm configs' sources; stale ones removed); the stack file's path."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.yaml").write_text(rendered.config_yaml)
+    files = rendered.config_files
+    for folder in {(directory / f).parent for f in files}:
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.yaml"):
+            if str(old.relative_to(directory)) not in files:
+                old.unlink()
+    for rel, text in files.items():
+        (directory / rel).write_text(text)
     path = directory / STACK_FILE
     path.write_text(rendered.stack_yaml)
     return path
@@ -207,7 +214,7 @@ def stack_services(client: Any, project: str) -> list[Any]:
 
 
 def stack_rm(client: Any, project: str, *, timeout_s: float = 120.0) -> dict[str, int]:
-    """Remove the stack (services, network, config), then its secrets; waits until its containers and network are gone."""
+    """Remove the stack (services, network, configs), then its secrets; waits until its containers and network are gone."""
     services = stack_services(client, project)
     secrets = client.secrets.list(filters={"label": f"{LABEL_PROJECT}={project}"})
     counts = {"services": len(services), "secrets": 0, "configs": 0, "networks": 0}
@@ -216,55 +223,27 @@ def stack_rm(client: Any, project: str, *, timeout_s: float = 120.0) -> dict[str
     if services or counts["configs"] or counts["networks"]:
         run(["docker", "stack", "rm", project], timeout=120)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        left = stack_services(client, project) or client.networks.list(filters={"label": f"{STACK_LABEL}={project}"})
-        if not left:
-            break
-        time.sleep(0.5)
-    else:
-        raise DockerError(f"stack {project!r} still has services or its network {timeout_s:.0f} s after `docker stack rm`")
-    for s in secrets:  # a secret is removable once no task holds it
-        _remove_when_free(s, deadline)
+    poll_until_sync(lambda: not (stack_services(client, project) or client.networks.list(filters={"label": f"{STACK_LABEL}={project}"})),
+                    timeout_s, 0.5, what=f"stack {project!r} gone",
+                    on_timeout=lambda: DockerError(f"stack {project!r} still has services or its network {timeout_s:.0f} s after `docker stack rm`"))
+    for secret in secrets:  # a secret is removable once no task holds it
+        _remove_when_free(secret, max(deadline - time.monotonic(), 0.0), timeout_s)
         counts["secrets"] += 1
     return counts
 
 
-def _remove_when_free(obj: Any, deadline: float) -> None:
+def _remove_when_free(obj: Any, left_s: float, timeout_s: float) -> None:
+    """Remove a swarm object, trying again while the swarm refuses (a task still holds it)."""
     from docker.errors import APIError, NotFound
 
-    while True:
+    def removed() -> bool:
         try:
             obj.remove()
-            return
         except NotFound:
-            return
+            pass
         except APIError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+            return False
+        return True
 
-
-def lab_registry() -> tuple[str, str] | None:
-    """The lab's registry as (the nodes' name for it, this machine's loopback address), asked of the engine this command
-    started with (the lab runs there, also after --context pointed the rest of the command at a node); None without a lab."""
-    from gymctl.docker.contexts import origin_client
-    from gymctl.docker.lab_nodes import LABEL_ROLE, REGISTRY_NAME, REGISTRY_PORT
-
-    for c in origin_client().containers.list(filters={"label": f"{LABEL_ROLE}=registry"}):
-        binding = (((c.attrs.get("HostConfig") or {}).get("PortBindings") or {}).get(f"{REGISTRY_PORT}/tcp") or [{}])[0]
-        return f"{REGISTRY_NAME}:{REGISTRY_PORT}", f"{binding.get('HostIp') or '127.0.0.1'}:{binding.get('HostPort', REGISTRY_PORT)}"
-    return None
-
-
-def push_for_stack(images: list[str], registry: str, *, progress: Callable[[str], None]) -> dict[str, str]:
-    """Push this machine's images that the stack names REGISTRY/<image> (the lab's registry through its loopback port);
-    {stack image name: pushed digest}. Layers the registry has are skipped by the push itself."""
-    from gymctl.docker.contexts import origin_client
-    from gymctl.docker.registry_push import push_images
-
-    prefix = registry.strip("/") + "/"
-    local = [i[len(prefix):] for i in images if i.startswith(prefix)]
-    lab = lab_registry()
-    endpoint = lab[1] if lab and registry == lab[0] else registry
-    pushed = push_images(origin_client(), local, endpoint, progress=progress)
-    return {prefix + p.image: p.digest for p in pushed}
+    poll_until_sync(removed, left_s, 0.5, what=f"swarm secret {obj.name} removed",
+                    on_timeout=lambda: DockerError(f"swarm secret {obj.name} is still in use {timeout_s:.0f} s after `docker stack rm`"))

@@ -65,14 +65,27 @@ def _short(project: str, name: str) -> str:
     return name[len(project) + 1:] if name.startswith(project + "_") else name
 
 
-def task_rows(swarm: Swarm, project: str, *, current: bool = True) -> list[TaskRow]:
+View = list[tuple[Any, list[dict[str, Any]]]]  # one look at a stack: each service with every task it has (current and past)
+
+
+def stack_view(swarm: Swarm, project: str) -> View:
+    """The stack's services, listed once, each with all its tasks."""
+    return [(svc, list(svc.tasks())) for svc in stack_services(swarm.client, project)]
+
+
+def _is_current(task: dict[str, Any]) -> bool:
+    return task.get("DesiredState") == "running"  # what `docker service ps --filter desired-state=running` shows
+
+
+def task_rows(swarm: Swarm, project: str, *, current: bool = True, view: View | None = None) -> list[TaskRow]:
     """Every task of the stack (current: those meant to run, plus ones that failed to), head first, by service and slot."""
     hostnames = {n.node_id: n.hostname for n in swarm.nodes}
     rows = []
-    for svc in stack_services(swarm.client, project):
+    for svc, tasks in stack_view(swarm, project) if view is None else view:
         instance = (svc.attrs["Spec"].get("Labels") or {}).get(LABEL_INSTANCE, "")
-        tasks = svc.tasks(filters={"desired-state": "running"}) if current else svc.tasks()
         for t in tasks:
+            if current and not _is_current(t):
+                continue
             status = t.get("Status") or {}
             addrs = [a.split("/")[0] for n in t.get("NetworksAttachments") or [] for a in n.get("Addresses") or []
                      if not (n.get("Network", {}).get("Spec", {}).get("Ingress"))]
@@ -109,14 +122,14 @@ def registrations(head_url: str) -> dict[str, int] | None:
     return out
 
 
-def service_rows(swarm: Swarm, project: str, head_url: str | None = None) -> list[ServiceRow]:
+def service_rows(swarm: Swarm, project: str, head_url: str | None = None, *, view: View | None = None) -> list[ServiceRow]:
     regs = registrations(head_url) if head_url else None
     rows = []
-    for svc in stack_services(swarm.client, project):
+    for svc, tasks in stack_view(swarm, project) if view is None else view:
         spec = svc.attrs["Spec"]
         instance = (spec.get("Labels") or {}).get(LABEL_INSTANCE, "")
         replicas = int(((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1))
-        running = sum(1 for t in svc.tasks(filters={"desired-state": "running"}) if (t.get("Status") or {}).get("State") == "running")
+        running = sum(1 for t in tasks if _is_current(t) and (t.get("Status") or {}).get("State") == "running")
         reg = None if regs is None or instance == "head" else regs.get(instance, 0)
         upd = svc.attrs.get("UpdateStatus") or {}
         rows.append(ServiceRow(_short(project, svc.name), instance, replicas, running, reg, str(upd.get("State", "")),
@@ -158,14 +171,14 @@ def _failed_update(rows: list[ServiceRow], since: float | None) -> ServiceRow | 
     return next((r for r in rows if r.update in ("rollback_completed", "rollback_paused", "paused") and r.update_started >= begun), None)
 
 
-def _failed_ids(swarm: Swarm, project: str) -> set[str]:
-    return {r.task_id for r in task_rows(swarm, project, current=False) if r.state in ("failed", "rejected")}
+def _failed_ids(swarm: Swarm, project: str, view: View) -> set[str]:
+    return {r.task_id for r in task_rows(swarm, project, current=False, view=view) if r.state in ("failed", "rejected")}
 
 
-def _failures(swarm: Swarm, project: str, before: set[str]) -> TaskRow | None:
+def _failures(swarm: Swarm, project: str, before: set[str], view: View) -> TaskRow | None:
     """A service whose tasks failed FAILS_BEFORE_ERROR times since the wait began (not counting `before`): its last failed task."""
     counts: dict[str, list[TaskRow]] = {}
-    for r in task_rows(swarm, project, current=False):
+    for r in task_rows(swarm, project, current=False, view=view):
         if r.state in ("failed", "rejected") and r.task_id not in before:
             counts.setdefault(r.service, []).append(r)
     for rows in counts.values():
@@ -185,12 +198,13 @@ def wait_ready(swarm: Swarm, project: str, head_url: str, *, timeout_s: float, p
     with its task's reason and log tail; the deadline is one naming what is missing.
     """
     t0 = time.monotonic()
-    before = _failed_ids(swarm, project)
+    view = stack_view(swarm, project)
+    before = _failed_ids(swarm, project, view)
     first_seen: dict[tuple[str, int, str], float] = {}
     rows: list[ServiceRow] = []
     while True:
-        tasks = task_rows(swarm, project)
-        rows = service_rows(swarm, project, head_url)
+        tasks = task_rows(swarm, project, view=view)
+        rows = service_rows(swarm, project, head_url, view=view)
         phase = "waiting for tasks" if any(r.running < r.replicas for r in rows) else "waiting for registrations"
         progress(tasks, phase)
         err = _pending_error(tasks, first_seen, {r.service for r in rows if r.rolling})
@@ -207,7 +221,7 @@ def wait_ready(swarm: Swarm, project: str, head_url: str, *, timeout_s: float, p
         if done and _head_get(head_url + "/health")[0] == 200:
             progress(tasks, "ready")
             return rows
-        failed = _failures(swarm, project, before)
+        failed = _failures(swarm, project, before, view)
         if failed is not None:
             raise StartupError(f"{failed.instance or failed.service} keeps failing on {failed.node}: {failed.error or failed.state}",
                                instance=failed.instance, log_tail=task_log(swarm, project, failed.service))
@@ -217,6 +231,7 @@ def wait_ready(swarm: Swarm, project: str, head_url: str, *, timeout_s: float, p
             raise NotReadyError(f"stack {project!r} not ready in {timeout_s:.0f} s: {', '.join(missing) or 'the head is not ready'} "
                                 f"(gymctl ps --topology swarm -p {project}; gymctl status --head {head_url})", service=project)
         time.sleep(poll_s)
+        view = stack_view(swarm, project)
 
 
 def scale(swarm: Swarm, project: str, instance: str, replicas: int) -> str:

@@ -70,13 +70,14 @@ def test_docker_stack_config_accepts_the_stack_and_rejects_a_compose_devices_res
     seen = yaml.safe_load(r.stdout)
     assert seen["services"]["policy_model"]["deploy"]["resources"]["reservations"]["generic_resources"] == [
         {"discrete_resource_spec": {"kind": "NVIDIA-GPU", "value": 1}}]
-    assert seen["configs"]["gymctl_config"]["file"] == str(tmp_path / "ok" / "config.yaml")  # beside the stack file, from any cwd
+    # Each service's config beside the stack file, found from any cwd.
+    assert {k: c["file"] for k, c in seen["configs"].items()} == {
+        f"config_{name}": str(tmp_path / "ok" / "configs" / f"{name}.yaml") for name in seen["services"]}
     # The check means something: compose's GPU reservation is what Swarm refuses (docker/cli#3051).
     bad = doc_of(rendered.stack_yaml)
     bad["services"]["policy_model"]["deploy"]["resources"]["reservations"]["devices"] = [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
-    (tmp_path / "bad").mkdir()
+    write_stack(tmp_path / "bad", rendered)
     (tmp_path / "bad" / "stack.yml").write_text(yaml.safe_dump(bad))
-    (tmp_path / "bad" / "config.yaml").write_text(rendered.config_yaml)
     r = stack_config(tmp_path / "bad")
     assert r.returncode != 0 and "devices" in r.stderr
 
@@ -89,7 +90,7 @@ def test_no_compose_only_key_appears(extra):
     for name, svc in doc["services"].items():
         assert not COMPOSE_ONLY_SERVICE_KEYS & set(svc), (name, COMPOSE_ONLY_SERVICE_KEYS & set(svc))
     assert not [p for p in keys_anywhere(doc) if p[-1] in ("devices", "depends_on", "build", "content")]
-    assert set(doc["configs"]["gymctl_config"]) == {"name", "file", "labels"}
+    assert all(set(c) == {"name", "file", "labels"} for c in doc["configs"].values())
     assert "depends_on" not in rendered.stack_yaml and "devices" not in rendered.stack_yaml
 
 
@@ -150,22 +151,57 @@ def test_secrets_are_external_swarm_secrets_and_never_in_the_files():
                       cwd=REPO)
     name = secret_name("demo", "GYMCTL_SECRET_POLICY_API_KEY", "sk-LEAK-ME")
     rendered = render_swarm(cfg, settings(secrets={"GYMCTL_SECRET_POLICY_API_KEY": name}))
-    assert "sk-LEAK-ME" not in rendered.stack_yaml and "sk-LEAK-ME" not in rendered.config_yaml and "sk-LEAK-ME" not in name
+    assert "sk-LEAK-ME" not in rendered.stack_yaml and "sk-LEAK-ME" not in name
+    assert not [f for f, text in rendered.config_files.items() if "sk-LEAK-ME" in text]
     assert rendered.secret_env == {"GYMCTL_SECRET_POLICY_API_KEY": "sk-LEAK-ME"}
     doc = doc_of(rendered.stack_yaml)
     assert doc["secrets"] == {"gymctl_secret_policy_api_key": {"external": True, "name": name}}
     model = doc["services"]["policy_model"]
     assert model["secrets"] == ["gymctl_secret_policy_api_key"]
     assert 'export GYMCTL_SECRET_POLICY_API_KEY="$$(cat /run/secrets/gymctl_secret_policy_api_key)"' in model["command"][2]
-    assert "policy_api_key: ${oc.env:GYMCTL_SECRET_POLICY_API_KEY}" in rendered.config_yaml  # the config file is not interpolated
+    assert "policy_api_key: ${oc.env:GYMCTL_SECRET_POLICY_API_KEY}" in rendered.config_files["configs/policy_model.yaml"]  # not interpolated
     assert secret_name("demo", "V", "a") != secret_name("demo", "V", "b")  # immutable secrets: a new value is a new name
 
 
-def test_the_config_is_a_versioned_swarm_config():
-    a = render_swarm(example(), settings()).stack
-    b = render_swarm(example("+example_single_tool_call.resources_servers.example_single_tool_call.domain=other"), settings()).stack
-    assert a.config_name.startswith("demo_config_") and a.config_name != b.config_name
-    assert a.config_name == render_swarm(example(), settings()).stack.config_name
+def configs_of(*args: str) -> dict[str, str]:
+    """{service: the name of its versioned swarm config}."""
+    stack = render_swarm(example(*args), settings()).stack
+    names = {c.key: c.name for c in stack.configs}
+    return {s.name: names[s.config] for s in stack.services}
+
+
+def test_each_service_reads_its_own_versioned_swarm_config():
+    a = configs_of()
+    assert sorted(a) == sorted(["head", "example_single_tool_call", AGENT, "policy_model"]) and len(set(a.values())) == 4
+    assert all(name.startswith(f"demo_{service}_") and len(name) <= 64 for service, name in a.items())
+    assert a == configs_of()  # the same config, the same names: a redeploy rolls nothing
+    # A changed server: its config and the head's (it serves the whole config) change; no other service's.
+    b = configs_of("+example_single_tool_call.resources_servers.example_single_tool_call.description=changed")
+    assert {s for s in a if a[s] != b[s]} == {"example_single_tool_call", "head"}
+    # Replicas, GPUs and placement are the stack's deploy settings, read by no server: no config changes (scale rolls nothing).
+    c = configs_of("+gymctl.instances.example_single_tool_call.replicas=3", f"+gymctl.instances.{AGENT}.node=gymctl-lab-node2")
+    assert c == a
+
+
+def test_a_service_config_has_its_own_blocks_and_stubs_of_the_others(tmp_path):
+    from gymctl.runtime.serve import load_mounted
+
+    rendered = render_swarm(example("+gymctl.instances.policy_model.runtime=gymctl"), settings())
+    files = rendered.config_files
+    agent = yaml.safe_load(files[f"configs/{AGENT}.yaml"])
+    assert agent["example_single_tool_call"] == {"resources_servers": {"example_single_tool_call": {"entrypoint": "app.py"}}}
+    assert agent[AGENT]["responses_api_agents"]["simple_agent"]["model_server"] == {"type": "responses_api_models", "name": "policy_model"}
+    assert agent["example_single_tool_call_environment_server"]["environment_servers"]["legacy_agent"]["agent_server"]["name"] == AGENT
+    assert agent["head_server"] == {"host": "head", "port": 11000} and agent["gymctl"] == {}
+    model = yaml.safe_load(files["configs/policy_model.yaml"])
+    assert model["gymctl"] == {"instances": {"policy_model": {"runtime": "gymctl"}}}  # what the server reads; not its gpus or replicas
+    head = yaml.safe_load(files["configs/head.yaml"])
+    assert head["example_single_tool_call"]["resources_servers"]["example_single_tool_call"]["description"] and "instances" not in head["gymctl"]
+    write_stack(tmp_path, rendered)
+    assert sorted(p.name for p in (tmp_path / "configs").iterdir()) == sorted(f"{s.name}.yaml" for s in rendered.stack.services)
+    for svc in rendered.stack.services:  # each loads as the container loads it, serving its instance
+        cfg = load_mounted(str(tmp_path / "configs" / f"{svc.name}.yaml"), [], svc.instance)
+        assert set(cfg.instances) == {"example_single_tool_call", AGENT, "example_single_tool_call_environment_server", "policy_model"}
 
 
 def test_node_placement_by_hostname_or_label_and_bad_values():
@@ -185,7 +221,7 @@ def test_published_replicas_get_one_per_node():
 def test_cli_render_writes_the_stack_and_its_config(tmp_path):
     out = invoke("render", "--topology", "swarm", "-o", str(tmp_path), "-p", "demo", "--registry", REG, "-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG)
     assert out.code == 0, out.err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "stack.yml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["configs", "stack.yml"]
     assert "docker stack deploy -c" in out.err
     doc = doc_of((tmp_path / "stack.yml").read_text())
     assert doc["services"]["head"]["image"] == f"{REG}/gymctl/head:latest"
