@@ -15,6 +15,7 @@ from gymctl.retry import RetryPolicy
 from gymctl.rollouts.resume import ROLLOUT_INDEX, TASK_INDEX
 from gymctl.rollouts.tasks import RESPONSES_CREATE_PARAMS
 from gymctl.server.asgi_dispatch import ASGIApp, asgi_request
+from gymctl.server.client import BUSY_WAIT_S, RawHeaders, busy_delay, retry_after
 
 AGENT_TYPE = "responses_api_agents"
 # The request never reached a live agent: another try is safe (as gymctl collect does).
@@ -70,6 +71,8 @@ class RowRunner:
         self.local = local or {}  # agents served in this process: called through their ASGI app, no socket on either side
         self.agent_urls = agent_urls
         self.headers = {"Content-Type": "application/json", **headers}
+        # In-process calls are held to the agent's auth and admission as socket calls are (gymctl.server.direct).
+        self.local_headers = [*_LOCAL_HEADERS, *((k.lower().encode(), v.encode()) for k, v in headers.items())]
         self.concurrency = concurrency
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.timeout_s = timeout_s
@@ -85,10 +88,14 @@ class RowRunner:
         app = self.local.get(agent)
         while app is not None:
             try:
-                status, _, raw = await asyncio.wait_for(asgi_request(app, "POST", "/run", data, _LOCAL_HEADERS), self.timeout_s)
+                status, out, raw = await asyncio.wait_for(asgi_request(app, "POST", "/run", data, self.local_headers), self.timeout_s)
             except TimeoutError:
                 raise ServerError(f"row {index}: the rollout through {agent} took over {self.timeout_s:g} s (timeout_s)", server=agent) from None
-            break
+            busy = retry_after(status, RawHeaders(out))  # the agent at its concurrency limit: wait and ask again
+            if busy is None or time.monotonic() - started + busy > BUSY_WAIT_S:
+                break
+            attempt += 1
+            await asyncio.sleep(busy_delay(busy, attempt))
         while app is None:
             try:
                 async with self.session.post(url, data=data, headers=self.headers, timeout=self.timeout) as r:

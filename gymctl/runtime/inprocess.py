@@ -22,6 +22,7 @@ from gymctl.runtime.addresses import bind_and_advertise, check_advertised
 from gymctl.runtime.nemo_gym_group import start_beside
 from gymctl.server.asgi_dispatch import asgi_request
 from gymctl.server.client import ServerClient
+from gymctl.server.direct import DirectApp
 from gymctl.server.kit import ServerKit, add_health_routes, wrap_app
 from gymctl.server.loader import load_module, validate_config
 from gymctl.server.registration import Registrar, Sender, registration_record
@@ -183,8 +184,9 @@ async def start(
             port = sockets[name].getsockname()[1]
             advertise = binds[name][1]
             url = f"http://{_url_host(advertise)}:{port}"
-            local[name] = apps[name]  # in-process calls skip auth: they never leave the process
-            server = make_server(wrap_app(apps[name], token), log_level=settings.log_level)
+            served = wrap_app(apps[name], token)
+            local[name] = DirectApp(served)  # in-process calls: the served app's admission, limits and auth, then straight to the route
+            server = make_server(served, log_level=settings.log_level)
             rs = RunningServer(name, url, port, server)
             rs.task = asyncio.create_task(server.serve(sockets=[sockets.pop(name)]))
             dep.servers[name] = rs

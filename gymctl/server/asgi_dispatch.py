@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from gymctl.server.direct import DirectApp
+
 ASGIApp = Callable[..., Any]
 log = logging.getLogger("gymctl.dispatch")
 
@@ -18,9 +20,17 @@ async def asgi_request(
     body: bytes = b"",
     headers: list[tuple[bytes, bytes]] | None = None,
     query: bytes = b"",
+    *,
+    scope: dict[str, Any] | None = None,
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Send one HTTP request to `app` in this event loop; return (status, headers, body)."""
-    scope = {
+    """Send one HTTP request to `app` in this event loop; return (status, headers, body).
+
+    A `gymctl.server.direct.DirectApp` answers it straight from the route (the same reply, without the ASGI
+    stack); `scope` is the one to send instead of building it (the caller then reads what the app put in it).
+    """
+    if isinstance(app, DirectApp):
+        return await app.request(method, path, body, headers, query)
+    scope = scope or {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": "1.1",

@@ -218,7 +218,7 @@ class ServerClient:
         body = orjson.dumps(json) if json is not None else b""
         app = self.local.get(server_name)
         if app is not None:
-            call = self._local(app, method, server_name, path, body, cookies)
+            call = self._local(app, method, server_name, path, body, cookies, timeout)
             if timeout is None:
                 return await call
             try:
@@ -299,12 +299,29 @@ class ServerClient:
             with contextlib.suppress(HeadUnreachableError, UnknownServerError):  # keep the cached routes; the head may be restarting
                 pool = await self._resolve(server_name, refresh=True, failed_at=failed_at)
 
-    async def _local(self, app: ASGIApp, method: str, server_name: str, path: str, body: bytes, cookies: dict[str, str] | None) -> ServerResponse:
+    async def _local(self, app: ASGIApp, method: str, server_name: str, path: str, body: bytes, cookies: dict[str, str] | None,
+                     timeout: float | None = None) -> ServerResponse:
+        """One call to an instance of this process: its served checks and route, no socket (gymctl.server.direct).
+        A busy server's 503 + Retry-After (admission control) is waited out as over HTTP."""
         raw = [(b"content-type", b"application/json"), *self._auth_raw]
         if cookies:
             raw.append((b"cookie", cookie_header(cookies).encode()))
         path_only, _, query = path.partition("?")
-        status, headers, data = await asgi_request(app, method, path_only, body, raw, query.encode())
+        busy_budget = min(timeout, BUSY_WAIT_S) if timeout else BUSY_WAIT_S
+        started = deferred = 0.0
+        while True:
+            status, headers, data = await asgi_request(app, method, path_only, body, raw, query.encode())
+            if status != 503:
+                break
+            busy = retry_after(status, RawHeaders(headers))
+            if busy is None:
+                break
+            if not deferred:
+                started = time.monotonic()
+            if time.monotonic() - started + busy > busy_budget:
+                break
+            deferred += 1
+            await asyncio.sleep(busy_delay(busy, int(deferred)))
         hdrs: dict[str, str] = {}
         set_cookies = []
         for k, v in headers:
@@ -314,6 +331,19 @@ class ServerClient:
             else:
                 hdrs[name] = v.decode()
         return ServerResponse(status, data, hdrs, parse_set_cookies(set_cookies), server_name, path)
+
+
+class RawHeaders:
+    """`.get(name)` over ASGI's raw header pairs (what retry_after reads)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+
+    def get(self, name: str) -> str | None:
+        key = name.lower().encode()
+        return next((v.decode("latin-1") for k, v in self.raw if k.lower() == key), None)
 
 
 def retry_after(status: int, headers: Any) -> float | None:

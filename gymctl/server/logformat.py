@@ -85,12 +85,20 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        token = request_id.set(given.decode("latin-1")[:128] if given else f"{self.prefix}-{next(self.counter)}")
+        token = self.enter(scope["headers"])
         try:
             await self.app(scope, receive, send)
         finally:
-            request_id.reset(token)
+            self.leave(token)
+
+    def enter(self, headers: list[tuple[bytes, bytes]]) -> contextvars.Token[str | None]:
+        """Set the request's id (also for calls dispatched in-process, gymctl.server.direct); `leave` with what it returns."""
+        given = next((v for k, v in headers if k == b"x-request-id"), None)
+        return request_id.set(given.decode("latin-1")[:128] if given else f"{self.prefix}-{next(self.counter)}")
+
+    @staticmethod
+    def leave(token: contextvars.Token[str | None]) -> None:
+        request_id.reset(token)
 
 
 def install_request_ids(app: Any, instance: str) -> None:
