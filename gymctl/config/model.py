@@ -58,6 +58,7 @@ class InstanceDeployment:
     node: str | None = None
     publish: bool | None = None
     replicas: int = 1
+    workers: int = 1  # processes serving one port (SO_REUSEPORT), separated topology; NeMo Gym's num_workers (gymctl.config.workers)
     image: str | None = None
     runtime: str | None = None  # gymctl | nemo_gym (default: detected from the code; gymctl.config.nemo_gym)
     ray_resources: dict[str, float] | None = None  # --topology ray: custom resources its actor asks for (checked in gymctl.ray.topology)
@@ -272,9 +273,9 @@ def _parse_deployment(raw: Any, origin: str) -> dict[str, InstanceDeployment]:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}{_hint(unknown[0], sorted(fields))} (known: {', '.join(sorted(fields))})",
                               source=origin, key_path=kp)
         dep = InstanceDeployment(**settings)
-        for attr in ("gpus", "replicas"):
+        for attr in ("gpus", "replicas", "workers"):
             v = getattr(dep, attr)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if attr == "replicas" else 0):
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if attr == "gpus" else 1):
                 raise ConfigError(f"{v!r} is not a valid count", source=origin, key_path=f"{kp}.{attr}")
         if dep.publish is not None and not isinstance(dep.publish, bool):
             raise ConfigError(f"{dep.publish!r} is not true or false", source=origin, key_path=f"{kp}.publish")
@@ -351,6 +352,9 @@ def load_config(config_paths: list[str] | None = None, args: list[str] | None = 
         if name not in cfg.instances:
             raise ConfigError(f"names no instance of the config{_hint(name, list(cfg.instances))}", source=cfg.origins.get(GYMCTL_KEY),
                               key_path=f"{GYMCTL_KEY}.instances.{name}")
+    from gymctl.config.workers import check_workers  # here: it reads the servers' code (which is NeMo Gym's, which keeps sessions where)
+
+    check_workers(cfg)
     return cfg
 
 

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict
 
 from gymctl.server import ServerKit, new_app
 
+# Per-rollout state lives in the session cookie, so any worker process can answer any call (gymctl.instances.NAME.workers).
+SESSION_STATE = "request"
+
 SESSION_COOKIE = "gymctl_session"
 
 

@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gymctl.server import GymctlError, ReplicaLostError, ServerKit, new_app
 
+# A rollout's state travels with its /run (cookies relayed per call): any worker process can serve it.
+SESSION_STATE = "request"
+
 
 class ServerRef(BaseModel):
     type: str

@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from gymctl.server import ServerKit, new_app
 from gymctl.server.credentials import redact_text, split_credentials
 
+# Stateless between calls: any worker process can serve any call.
+SESSION_STATE = "request"
+
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 
 

@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict
 
 from gymctl.server import ServerKit, load_sibling, new_app
 
+# Stateless between calls (the script is read from each request): any worker process can serve any call.
+SESSION_STATE = "request"
+
 policy = load_sibling(__file__, __name__, "policy")  # a sibling module: every server dir holds its own files
 
 

@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gymctl.server import ServerKit, load_sibling, new_app
 
+# Session state travels in its cookie (the upstream a session sticks to is a stable hash of it): any worker can serve it.
+SESSION_STATE = "request"
+
 # every server dir holds its own files; they load by path, uniquely named
 convert_request = load_sibling(__file__, __name__, "convert_request")
 convert_reply = load_sibling(__file__, __name__, "convert_reply")
