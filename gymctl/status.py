@@ -27,6 +27,7 @@ class InstanceStatus:
     rtt_ms: float | None
     alias_of: str | None = None
     node: str | None = None  # where it runs, when its runtime registered it (--topology ray: the Ray node)
+    workers: int = 1  # processes serving its port (gymctl.instances.NAME.workers): one registration for them all
 
     @property
     def ok(self) -> bool:
@@ -108,7 +109,7 @@ async def fetch_status(head_url: str, *, token: str | None = None, expect: int |
         InstanceStatus(
             instance=i["process_name"], server_type=i.get("server_type", ""), impl=i.get("name", ""), url=u,
             registered=i.get("status", "healthy"), health=p[0], uptime_s=i.get("uptime_seconds"), rtt_ms=p[1],
-            alias_of=i.get("alias_of"), node=i.get("node"),
+            alias_of=i.get("alias_of"), node=i.get("node"), workers=int(i.get("workers") or 1),
         )
         for i, u, p in zip(items, urls, probes, strict=True)
     ]

@@ -58,11 +58,15 @@ def print_joined(name: str, event: str, urls: list[str]) -> None:
 
 def print_processes(head_url: str, rows: list[Any], elapsed_s: float) -> None:
     """The separated runtime's ready table: the head and each registered instance, with the process serving it."""
-    table = Table(title=f"gymctl: ready in {elapsed_s:.2f} s (one process per instance)", title_justify="left")
-    for col in ("instance", "type", "impl", "url", "pid"):
+    workers = any(getattr(r, "workers", 1) > 1 for r in rows)  # a column when an instance runs several processes on its port
+    shape = "one process per instance" + (", `workers` processes on one port" if workers else "")
+    table = Table(title=f"gymctl: ready in {elapsed_s:.2f} s ({shape})", title_justify="left")
+    for col in ("instance", "type", "impl", "url", *(("workers",) if workers else ()), "pid"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r.instance, r.server_type, r.impl, r.url, str(r.pid or ""))
+        pids = getattr(r, "pids", None)
+        pid = ", ".join(map(str, pids)) if pids and len(pids) > 1 else str(r.pid or "")
+        table.add_row(r.instance, r.server_type, r.impl, r.url, *((str(getattr(r, "workers", 1)),) if workers else ()), pid)
     con = err if err.is_terminal else Console(stderr=True, width=200)  # a log file gets whole URLs
     con.print(table)
     con.print("Ctrl-C to stop.  Status: gymctl status --head " + head_url)

@@ -49,16 +49,18 @@ def _table(st: DeploymentStatus) -> Table:
 
     table = Table(title=_title(st), title_justify="left")
     nodes = any(i.node for i in st.instances)  # a node column when a runtime says where instances run (--topology ray)
-    for col in ("instance", "type", "impl", "url", *(("node",) if nodes else ()), "health", "uptime", "rtt ms"):
-        table.add_column(col, justify="right" if col == "rtt ms" else "left")
+    workers = any(i.workers > 1 for i in st.instances)  # a column when an instance runs several processes on its port
+    for col in ("instance", "type", "impl", "url", *(("node",) if nodes else ()), *(("workers",) if workers else ()), "health", "uptime", "rtt ms"):
+        table.add_column(col, justify="right" if col in ("rtt ms", "workers") else "left")
     for i in st.instances:
         color = "green" if i.ok else "red"
         health = i.health if i.registered == "healthy" else f"{i.health}, lease expired"
         impl = i.impl + (f" -> {i.alias_of}" if i.alias_of else "")
         node = (i.node or "-",) if nodes else ()
-        table.add_row(i.instance, i.server_type, impl, i.url, *node, f"[{color}]{health}[/]", _fmt_uptime(i.uptime_s), f"{i.rtt_ms:.1f}" if i.rtt_ms is not None else "-")
+        table.add_row(i.instance, i.server_type, impl, i.url, *node, *((str(i.workers),) if workers else ()), f"[{color}]{health}[/]",
+                      _fmt_uptime(i.uptime_s), f"{i.rtt_ms:.1f}" if i.rtt_ms is not None else "-")
     for name in st.expected_elsewhere:
-        table.add_row(name, "", "", "-", *(("-",) if nodes else ()), "[yellow]expected from another host[/]", "-", "-")
+        table.add_row(name, "", "", "-", *(("-",) if nodes else ()), *(("-",) if workers else ()), "[yellow]expected from another host[/]", "-", "-")
     return table
 
 

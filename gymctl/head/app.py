@@ -38,6 +38,7 @@ class Registration(BaseModel):
     start_time: float | None = None
     alias_of: str | None = None
     node: str | None = None  # where it runs, when its runtime knows (--topology ray: the Ray node's address and id)
+    workers: int | None = Field(default=None, ge=1)  # processes serving this one URL (gymctl.instances.NAME.workers); each sends this record
 
     _urls = field_validator("url", "host_url")(lambda v: None if v is None else check_server_url(v))  # gymctl.head.urls
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,10 +10,8 @@ from typing import Any
 
 import aiohttp
 import orjson
-from yarl import URL
 
 from gymctl.errors import InputError, UsageError
-from gymctl.retry import RetryPolicy
 from gymctl.rollouts.lock import OutputLock
 from gymctl.rollouts.metrics import (
     digest_output,
@@ -26,20 +23,11 @@ from gymctl.rollouts.paths import (
     check_paths,
     failures_path_for,
 )
+from gymctl.rollouts.posting import Posted, RunPoster, RunTarget
 from gymctl.rollouts.resume import ROLLOUT_INDEX, TASK_INDEX, ResumeState, scan_output
 from gymctl.rollouts.stats import RolloutStats, Summary, process_cpu_s
 from gymctl.rollouts.tasks import RESPONSES_CREATE_PARAMS, Task, count_tasks, iter_tasks
 from gymctl.rollouts.writer import JsonlAppender
-from gymctl.server.client import busy_delay, retry_after
-
-# The request never reached a live agent (refused, no route): try again. A connection lost mid-request may have
-# started the rollout, so it is recorded as failed (a rerun retries it), never sent twice; a pooled connection is
-# never reused past the agent's keep-alive (gymctl.server.response.CLIENT_KEEPALIVE_S).
-# Sending /run again is a rerun of that rollout (a row is written only for a 200): safe when the connection was
-# refused (the agent is down) or dropped before any answer (the agent died mid-rollout; its supervisor restarts it).
-# (ClientOSError: refused, reset by peer; TLS failures excepted, they would fail the same way again.)
-_RETRYABLE = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
-RETRY_WINDOW_S = 15.0  # ... for this long after the first try: longer than an agent's restart (~1 s, its backoff up to a few s)
 
 Progress = RolloutStats
 CollectResult = Summary
@@ -59,6 +47,7 @@ class CollectSpec:
     retries: int = 2  # connection-level retries of one /run
     params: dict[str, Any] = field(default_factory=dict)  # merged into every row's responses_create_params
     overwrite: bool = False  # start over: empty the output instead of resuming it
+    processes: int | None = None  # processes holding the connections to the agent (None: as many as the concurrency needs)
 
     def check(self) -> None:
         if self.num_repeats < 1:
@@ -69,10 +58,12 @@ class CollectSpec:
             raise UsageError(f"--limit {self.limit}: take at least one task (or leave --limit out for all)")
         if self.timeout_s is not None and not 0 < self.timeout_s < float("inf"):  # also NaN
             raise UsageError(f"--timeout {self.timeout_s}: give a positive number of seconds")
+        if self.processes is not None and self.processes < 1:
+            raise UsageError(f"GYMCTL_COLLECT_PROCESSES={self.processes}: use at least one process (or unset it: as many as needed)")
         check_paths(self.input_path, self.output_path)
-        from gymctl.server.capacity import client_connections_fit
+        from gymctl.rollouts.spread import spread_plan
 
-        client_connections_fit(self.concurrency)  # one connection per rollout in flight
+        spread_plan(self.concurrency, self.processes)  # one connection per rollout in flight: refused past what the machine holds
 
 
 class Collector:
@@ -97,10 +88,10 @@ class Collector:
         self.stats = RolloutStats()
         self.resume = ResumeState()
         self._agent_ref = {"type": "responses_api_agents", "name": spec.agent}
-        self._run_url = URL(self.agent_url + "/run")  # parsed once, not per request
         self._stopping = asyncio.Event()
-        self._retry = RetryPolicy(retries=spec.retries, first_s=0.2, factor=2.0, max_s=2.0, window_s=RETRY_WINDOW_S)  # read only after a failure
-        self._timeout = aiohttp.ClientTimeout(total=spec.timeout_s) if spec.timeout_s else aiohttp.ClientTimeout(total=None)
+        self.target = RunTarget(spec.agent, self.agent_url, self.headers, spec.timeout_s, spec.retries)
+        self._poster: Any = None  # RunPoster here, or SpreadPoster over processes (gymctl.rollouts.spread)
+        self.processes = 1  # how many processes held the agent connections
         self._out: JsonlAppender | None = None
         self._failures: JsonlAppender | None = None
 
@@ -115,8 +106,19 @@ class Collector:
         n_tasks = count_tasks(spec.input_path, spec.limit)
         if n_tasks == 0:
             raise InputError("the input has no tasks (the file is empty); write one JSON object with responses_create_params per line", source=str(spec.input_path))
+        from gymctl.rollouts.spread import SpreadPoster, spread_plan
+
+        plan = spread_plan(min(spec.concurrency, n_tasks * spec.num_repeats), spec.processes, agent_url=self.agent_url)
         with OutputLock(spec.output_path):  # a second collection on this output refuses to start (gymctl.rollouts.lock)
-            return await self._run(n_tasks)
+            if plan.processes == 1:
+                self._poster = RunPoster(self.target, self.session)
+            else:  # past one process's open files: the connections live in `plan.processes` processes, rows are written here
+                self._poster = await SpreadPoster.start(self.target, plan)
+            self.processes = plan.processes
+            try:
+                return await self._run(n_tasks)
+            finally:
+                await self._poster.close()
 
     async def _run(self, n_tasks: int) -> Summary:
         spec = self.spec
@@ -130,7 +132,7 @@ class Collector:
         self._failures = JsonlAppender(failures_path, truncate=True)  # this run's failures; earlier ones are being retried
         interrupted = False
         queue: asyncio.Queue[tuple[Task, int] | None] = asyncio.Queue(maxsize=spec.concurrency * 2)
-        workers = [asyncio.create_task(self._worker(queue)) for _ in range(min(spec.concurrency, max(self.stats.total, 1)))]
+        workers = [asyncio.create_task(self._worker(queue, slot)) for slot in range(min(spec.concurrency, max(self.stats.total, 1)))]
         producer = asyncio.create_task(self._produce(queue, len(workers)))
         stopper = asyncio.create_task(self._stopping.wait())
         running: set[asyncio.Task[Any]] = {*workers, producer}
@@ -167,57 +169,28 @@ class Collector:
         for _ in range(n_workers):  # only on a normal end: a cancelled producer must not block on a full queue
             await queue.put(None)
 
-    async def _worker(self, queue: asyncio.Queue[tuple[Task, int] | None]) -> None:
+    async def _worker(self, queue: asyncio.Queue[tuple[Task, int] | None], slot: int) -> None:
         while True:
             item = await queue.get()
             if item is None:
                 return
             task, repeat = item
-            await self._rollout(task, repeat)
+            await self._rollout(task, repeat, slot)
             if self.on_progress:
                 self.on_progress(self.stats)
 
-    async def _rollout(self, task: Task, repeat: int) -> None:
+    async def _rollout(self, task: Task, repeat: int, slot: int = 0) -> None:
         if task.row is None:
             self._fail(task, repeat, task.error or "bad input line", "input_error", None)
             return
         body = {**task.row, TASK_INDEX: task.index, ROLLOUT_INDEX: repeat, "agent_ref": self._agent_ref}
-        data = orjson.dumps(body)
-        started = time.monotonic()
-        attempt = 0
-        deferred = 0
-        while True:
-            try:
-                async with self.session.post(self._run_url, data=data, headers=self.headers, timeout=self._timeout) as r:
-                    raw = await r.read()
-                    status = r.status
-                    busy = retry_after(status, r.headers)
-                if busy is None:
-                    break
-                # The agent is at its limit and did not start the rollout: wait as asked (jittered), within --timeout.
-                if self.spec.timeout_s is not None and time.monotonic() - started + busy > self.spec.timeout_s:
-                    break
-                self.stats.deferred += 1
-                deferred += 1
-                await asyncio.sleep(busy_delay(busy, deferred))
-            except _RETRYABLE as e:
-                if isinstance(e, aiohttp.ClientSSLError):
-                    self._fail(task, repeat, f"request to {self.spec.agent} /run failed: {type(e).__name__}: {e}", "agent_request_failed",
-                               time.monotonic() - started)
-                    return
-                attempt += 1
-                if not self._retry.allows(attempt, time.monotonic() - started, in_window=True):
-                    reason = f"agent {self.spec.agent} at {self.agent_url} unreachable after {attempt} attempts: {type(e).__name__}: {e}"
-                    self._fail(task, repeat, reason, "agent_request_failed", time.monotonic() - started)
-                    return
-                await asyncio.sleep(self._retry.delay(attempt))
-            except TimeoutError:
-                self._fail(task, repeat, f"rollout timed out after {self.spec.timeout_s:g} s (--timeout)", "timeout", time.monotonic() - started)
-                return
-            except (aiohttp.ClientError, OSError) as e:
-                self._fail(task, repeat, f"request to {self.spec.agent} /run failed: {type(e).__name__}: {e}", "agent_request_failed", time.monotonic() - started)
-                return
-        latency = time.monotonic() - started
+        posted: Posted = await self._poster.post(orjson.dumps(body), slot)
+        self.stats.deferred += posted.deferred
+        if posted.status is None:
+            self._fail(task, repeat, posted.reason, posted.kind or "agent_request_failed", posted.latency_s)
+            return
+        status, raw = posted.status, posted.raw
+        latency = posted.latency_s
         if status != 200:
             self._fail(task, repeat, f"agent {self.spec.agent} /run answered {status}: {_detail(raw)}", "agent_run_error", latency, status)
             return
@@ -251,7 +224,7 @@ class Collector:
     async def _finish(self, failures_path: Path, interrupted: bool) -> Summary:
         spec, st = self.spec, self.stats
         elapsed = st.elapsed_s
-        cpu_s = process_cpu_s() - st.cpu_started
+        cpu_s = process_cpu_s() - st.cpu_started + getattr(self._poster, "cpu_s", 0.0)  # the spread processes' too
         digest = await asyncio.to_thread(digest_output, spec.output_path)
         summary = Summary(
             output=str(spec.output_path), rows_in_output=digest.rows, written=st.done, failed=st.failed, resumed=st.resumed,

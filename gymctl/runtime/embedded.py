@@ -37,9 +37,11 @@ async def serve_all(
     head's host, `on_joined(name, event, urls)` tells when an instance expected from another host registers
     ("joined") or loses its last healthy registration ("left").
     """
+    from gymctl.config.workers import refuse_in_one_process
     from gymctl.runtime.loop import tune_gc
     from gymctl.server.logformat import configure_logging
 
+    refuse_in_one_process(cfg)
     t0 = time.monotonic()
     settings = (settings or ServerSettings.from_env()).model_copy(update={**_ONE_SERVER_ONLY, "log_level": log_level})
     configure_logging("", log_level, settings.log_format)  # --log-format json: one JSON object per line
@@ -112,6 +114,9 @@ async def head_alive(session: aiohttp.ClientSession, head_url: str, timeout_s: f
 
 async def start_embedded(cfg: GymConfig, settings: ServerSettings | None = None) -> RunningDeployment:
     """Start the whole deployment of `cfg` here; the head binds port 0 and `dep.head_url` names the port it got."""
+    from gymctl.config.workers import refuse_in_one_process
+
+    refuse_in_one_process(cfg, "a collection with no head running (the deployment started in the collecting process)")
     cfg.head_port = 0
     dep = await start(cfg, settings=(settings or ServerSettings.from_env()).model_copy(update=_ONE_SERVER_ONLY))
     try:
@@ -147,6 +152,8 @@ async def collect(
 
     settings = settings or ServerSettings.from_env()
     token = settings.auth_token or None
+    if spec.processes is None:
+        spec.processes = settings.collect_processes  # GYMCTL_COLLECT_PROCESSES, else as many as the concurrency needs
     session = new_session()
     dep = None
     try:

@@ -113,7 +113,7 @@ def _bind_all(
             head_sock = bind_socket(settings.bind_host or config.head_host, config.head_port, "head_server")
         for name in served:
             spec = config.instances[name]
-            sockets[name] = bind_socket(binds[name][0], settings.port or spec.port, f"{spec.key_path}.port")
+            sockets[name] = bind_socket(binds[name][0], settings.port or spec.port, f"{spec.key_path}.port", reuse_port=settings.workers > 1)
     except Exception:
         for sock in [head_sock, *sockets.values()]:
             if sock is not None:
@@ -194,6 +194,8 @@ async def start(
                 instance=name, server_type=spec.server_type, impl=spec.impl, url=url, host=advertise, port=port,
                 host_url=host_url, entrypoint=spec.entrypoint, dir_path=str(spec.dir_path), start_time=kits[name].start_time,
             ))
+            if settings.workers > 1:  # every worker of the port sends this same record: one registration, kept while any lives
+                records[-1]["workers"] = settings.workers
 
         # Aliases (environment_servers/legacy_agent) are their agent: same URL, no extra hop.
         for name in names:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from gymctl.config.model import GymConfig
+from gymctl.config.workers import workers_of
 from gymctl.errors import GymctlError, UsageError
 from gymctl.head.registration_token import new_registration_token
 from gymctl.hosts import is_loopback
@@ -132,7 +134,7 @@ def check_port_free(host: str, port: int, owner: str) -> None:
 
 
 def build_children(cfg: GymConfig, config_args: ConfigArgs, *, log_dir: str | None, log_level: str, sink: OutputSink,
-                   with_head: bool = True) -> list[Child]:
+                   with_head: bool = True, held: dict[str, socket.socket] | None = None) -> list[Child]:
     """The head first (unless it lives on another host), then one child per instance that is not an alias (an agent
     serves its aliases), and one more per extra replica (`gymctl.instances.NAME.replicas`: children `NAME#2` ...)."""
     env = child_env(cfg.head_url)
@@ -144,7 +146,7 @@ def build_children(cfg: GymConfig, config_args: ConfigArgs, *, log_dir: str | No
     children: list[Child] = []
     nemo = nemo_gym_children(cfg, sink=sink, log_dir=log_dir,  # NeMo Gym's own servers, on their own interpreters: gymctl registers them
                              token=env.get("GYMCTL_AUTH_TOKEN") or env.get("GYMCTL_REGISTRATION_TOKEN"))
-    for label, name, child_vars in child_labels(cfg, with_head=with_head):
+    for label, name, child_vars in child_labels(cfg, with_head=with_head, held={} if held is None else held):
         if name in nemo:
             children.append(nemo[name])
             continue
@@ -153,29 +155,65 @@ def build_children(cfg: GymConfig, config_args: ConfigArgs, *, log_dir: str | No
         secrets: dict[str, str] = {}  # never on a command line (ps, /proc/PID/cmdline): in the child's environment
         argv = [sys.executable, "-m", "gymctl", *serve_args(name, config_args, log_level, secrets)]
         children.append(Child(label, argv, {**env, **child_vars, **secrets},
-                              sink=sink, log_path=logs / f"{label.replace('#', '-')}.log" if logs else None, cwd=os.getcwd()))
+                              sink=sink, log_path=logs / f"{label.replace('#', '-').replace('/', '-')}.log" if logs else None, cwd=os.getcwd()))
     return children
 
 
-def child_labels(cfg: GymConfig, *, with_head: bool = True) -> list[tuple[str, str, dict[str, str]]]:
-    """(label, instance, extra env) per child; a replica of an instance with a fixed port gets a free port of its own."""
+def child_labels(cfg: GymConfig, *, with_head: bool = True, held: dict[str, socket.socket] | None = None) -> list[tuple[str, str, dict[str, str]]]:
+    """(label, instance, extra env) per child; a replica of an instance with a fixed port gets a free port of its own.
+
+    An instance with `workers: N` has N children per replica, `NAME/w1` ... `NAME/wN` (`NAME#2/w1` ... for replica 2),
+    on one port: the port is held here in `held` (bound with SO_REUSEPORT, not listening) for the whole run, so a
+    worker restarting finds it and no other program takes it; each worker binds it with SO_REUSEPORT and makes its
+    connections to loopback servers from a loopback address of its own (127.1.REPLICA.WORKER: gymctl.server.connector).
+    Without `held` only the labels are right (the ports are not reserved).
+    """
     out: list[tuple[str, str, dict[str, str]]] = [("head", "head", {})] if with_head else []
     for name, spec in cfg.instances.items():
         if spec.alias_of:
             continue
-        out.append((name, name, {}))
-        for i in range(2, cfg.deployment_of(name).replicas + 1):
-            port = {} if not spec.port else {"GYMCTL_PORT": str(free_port(spec.host or "127.0.0.1", "replica"))}
-            out.append((f"{name}#{i}", name, port))
+        workers = workers_of(cfg, name)
+        for i in range(1, cfg.deployment_of(name).replicas + 1):
+            label = name if i == 1 else f"{name}#{i}"
+            env = {}
+            if i > 1 and spec.port and (held is not None or workers == 1):
+                env = {"GYMCTL_PORT": str(free_port(spec.host or "127.0.0.1", "replica"))}
+            if workers == 1:
+                out.append((label, name, env))
+                continue
+            if held is not None:
+                port = int(env.get("GYMCTL_PORT") or spec.port or 0)
+                sock = held[label] = hold_port(spec.host or "127.0.0.1", port, f"{spec.key_path}.port")
+                env = {"GYMCTL_PORT": str(sock.getsockname()[1]), "GYMCTL_WORKERS": str(workers)}
+            for w in range(1, workers + 1):
+                out.append((f"{label}/w{w}", name, {**env, "GYMCTL_SOURCE_ADDRESS": worker_source_address(i, w)}))
     return out
 
 
-def start_children(children: list[Child], cfg: GymConfig, *, fork: bool, log_level: str) -> None:
+def worker_source_address(replica: int, worker: int) -> str:
+    """The loopback address worker `worker` of replica `replica` connects from (one per process: its own port range per destination)."""
+    return f"127.1.{replica % 256}.{worker % 256 or 1}"
+
+
+def hold_port(host: str, port: int, owner: str) -> socket.socket:
+    """Hold host:port (0: any free one) for a worker group: refused if anything holds it now, then bound with SO_REUSEPORT
+    and not listening (it takes no connection; the workers' listening sockets do)."""
+    if port:
+        check_port_free(host, port, owner)
+    return bind_socket(host, port, owner, reuse_port=True, listen=False)
+
+
+def instance_of(label: str) -> str:
+    """The instance a child's label serves: `NAME`, `NAME#2`, `NAME/w3` and `NAME#2/w3` all serve NAME."""
+    return label.partition("/")[0].partition("#")[0]
+
+
+def start_children(children: list[Child], cfg: GymConfig, *, fork: bool, log_level: str, held_fds: list[int] | None = None) -> None:
     """Start every child before the event loop exists: by fork when safe (fast, shared pages), else by exec."""
-    parent_fds: list[int] = []
+    parent_fds: list[int] = list(held_fds or [])  # the worker groups' held ports stay the runtime's
     for child in children:
         if fork:
-            child.fork(_serve_here(cfg, child.name.partition("#")[0], child.env, log_level), close_fds=list(parent_fds))
+            child.fork(_serve_here(cfg, instance_of(child.name), child.env, log_level), close_fds=list(parent_fds))
         else:
             child.spawn()
         parent_fds += child.parent_fds
@@ -197,14 +235,19 @@ def run_separated(
     if head_here:
         check_port_free(cfg.head_host, cfg.head_port, "head_server.port")
     sink = OutputSink(width=max(len(label) for label, _, _ in [("gymctl", "", {}), *child_labels(cfg, with_head=head_here)]))
-    children = build_children(cfg, config_args, log_dir=log_dir, log_level=log_level, sink=sink, with_head=head_here)
-    settings = settings or ServerSettings.from_env()
-    fork = _preload() and settings.separated_start != "exec"
-    start_children(children, cfg, fork=fork, log_level=log_level)
+    held: dict[str, socket.socket] = {}  # worker groups' ports, held until the run ends
+    try:
+        children = build_children(cfg, config_args, log_dir=log_dir, log_level=log_level, sink=sink, with_head=head_here, held=held)
+        settings = settings or ServerSettings.from_env()
+        fork = _preload() and settings.separated_start != "exec"
+        start_children(children, cfg, fork=fork, log_level=log_level, held_fds=[s.fileno() for s in held.values()])
 
-    async def main() -> int:
-        sup = Supervisor(cfg, children, restart=policy, sink=sink, token=settings.auth_token, started_at=started_at, on_ready=on_ready,
-                         remote_head=not head_here, head_wait_s=settings.head_wait_s)
-        return await sup.run()
+        async def main() -> int:
+            sup = Supervisor(cfg, children, restart=policy, sink=sink, token=settings.auth_token, started_at=started_at, on_ready=on_ready,
+                             remote_head=not head_here, head_wait_s=settings.head_wait_s)
+            return await sup.run()
 
-    return run_loop(main())
+        return run_loop(main())
+    finally:
+        for sock in held.values():
+            sock.close()

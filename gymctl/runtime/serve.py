@@ -88,6 +88,11 @@ async def serve_one(
             report_ready(instance, url, settings.ready_fd, settings.log_format)
             await stopping.wait()
     finally:
+        if settings.workers > 1 and dep.registrar is not None:
+            # One of several workers on this port: the others still serve the one registration they share (the
+            # supervisor deregisters it once they have all stopped).
+            await dep.registrar.stop(deregister=False)
+            dep.registrar = None
         await stop_deployment(dep)
 
 

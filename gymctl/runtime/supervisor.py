@@ -7,7 +7,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
@@ -39,6 +39,13 @@ class ProcessRow:
     impl: str
     url: str
     pid: int | None
+    workers: int = 1  # processes serving this instance's port (gymctl.instances.NAME.workers)
+    pids: list[int] = field(default_factory=list)  # theirs, when more than one
+
+
+def worker_label(name: str) -> bool:
+    """Is this child one of several worker processes of one port (`NAME/w2`)?"""
+    return "/w" in name
 
 
 def _port_free(port: int) -> bool:
@@ -169,7 +176,8 @@ class Supervisor:
                 except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
                     last = type(e).__name__
                     return False
-                seen = {i.get("pid") for i in items if isinstance(i, dict) and i.get("status") == "healthy"}
+                healthy = [i for i in items if isinstance(i, dict) and i.get("status") == "healthy"]
+                seen = {i.get("pid") for i in healthy} | self._worker_pids_registered(healthy)
                 last = f"registered: {len(pids & seen)} of {len(pids)} processes"
                 return pids <= seen
 
@@ -188,13 +196,25 @@ class Supervisor:
             if self.on_ready:
                 self.on_ready(head, rows, time.monotonic() - self.started_at)
 
+    def _workers_of(self, instance: str, port: Any) -> list[Child]:
+        """The worker children serving `instance` on `port` (none unless it has workers)."""
+        from gymctl.runtime.separated import instance_of
+
+        return [c for c in self.instances if worker_label(c.name) and instance_of(c.name) == instance and c.port == port]
+
+    def _worker_pids_registered(self, healthy: list[dict[str, Any]]) -> set[int | None]:
+        """Every worker's pid whose port has a healthy registration: the workers of a port share one (whichever sent it last)."""
+        return {c.pid for i in healthy for c in self._workers_of(i.get("process_name", ""), i.get("port"))}
+
     async def _rows(self, session: aiohttp.ClientSession) -> list[ProcessRow]:
         async with session.get(self.cfg.head_url + "/server_instances", timeout=aiohttp.ClientTimeout(total=5)) as r:
             items = await r.json(content_type=None)
         rows = []
         for item in items:
             impl = item.get("name", "") + (f" (alias of {item['alias_of']})" if item.get("alias_of") else "")
-            rows.append(ProcessRow(item["process_name"], item.get("server_type", ""), impl, item.get("host_url") or item["url"], item.get("pid")))
+            workers = self._workers_of(item.get("alias_of") or item["process_name"], item.get("port"))
+            rows.append(ProcessRow(item["process_name"], item.get("server_type", ""), impl, item.get("host_url") or item["url"], item.get("pid"),
+                                   workers=max(1, len(workers)), pids=[c.pid for c in workers if c.pid is not None]))
         return rows
 
     async def _watch(self, child: Child) -> None:
@@ -247,10 +267,27 @@ class Supervisor:
         for child in self.children:  # anything left, grandchildren included
             child.signal_group(signal.SIGKILL)
         await asyncio.gather(*self._watchers, return_exceptions=True)
+        if self.head is None:
+            await self._deregister_workers()
         codes = ", ".join(f"{c.name} {describe_exit(c.returncode)}" for c in self.children if c.pid is not None)
         self.sink.note(f"stopped; exit codes: {codes}")
         for child in self.children:
             child.close()
+
+    async def _deregister_workers(self) -> None:
+        """The head is on another host: a port's workers left its one registration in place (gymctl.runtime.serve); drop it now
+        that they have all stopped (the head's lease would otherwise show it unhealthy for a while)."""
+        from gymctl.runtime.separated import instance_of
+
+        groups = {(instance_of(c.name), c.url) for c in self.instances if worker_label(c.name) and c.url}
+        if not groups:
+            return
+        with contextlib.suppress(Exception):  # the head may be gone: its lease drops them
+            async with aiohttp.ClientSession(headers=auth_headers(self.token)) as session:
+                for name, url in groups:
+                    async with session.post(self.cfg.head_url + "/deregister", json={"process_name": name, "url": url},
+                                            timeout=aiohttp.ClientTimeout(total=2)) as r:
+                        await r.read()
 
     async def _wait_exit(self, children: list[Child], timeout: float) -> None:
         deadline = time.monotonic() + timeout

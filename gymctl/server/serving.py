@@ -24,11 +24,20 @@ class QuietServer(uvicorn.Server):
         yield
 
 
-def bind_socket(host: str, port: int | None, owner: str) -> socket.socket:
-    """Bind and listen on host:port (0 or None: any free port); PortInUseError names the owner."""
+def bind_socket(host: str, port: int | None, owner: str, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """Bind and listen on host:port (0 or None: any free port); PortInUseError names the owner.
+
+    `reuse_port`: several processes of one server (its workers) each bind the port with SO_REUSEPORT and the
+    kernel spreads new connections over them; a socket bound without it (another program) is still refused.
+    `listen=False` only holds the port (the separated runtime keeps a worker group's port while workers restart);
+    without SO_REUSEADDR, as Linux lets two SO_REUSEADDR sockets share a port while neither listens.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if listen:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port or 0))
     except OSError as e:
@@ -36,7 +45,8 @@ def bind_socket(host: str, port: int | None, owner: str) -> socket.socket:
         if e.errno == errno.EADDRINUSE:
             raise PortInUseError(host, port or 0, owner) from None
         raise PortInUseError(host, port or 0, f"{owner} ({e.strerror})") from None
-    sock.listen(4096)
+    if listen:
+        sock.listen(4096)
     sock.setblocking(False)
     return sock
 

@@ -49,6 +49,9 @@ class ServerSettings(BaseSettings):
     max_concurrency: int | None = Field(default=None, ge=1)  # requests in flight per server before 503 + Retry-After (gymctl.server.capacity)
     upstream_connections: int | None = Field(default=None, ge=1)  # a server's outbound connections per upstream; more calls wait
     retry_after_s: int = Field(default=1, ge=0, le=3600)  # the Retry-After a busy server sends
+    workers: int = Field(default=1, ge=1)  # separated runtime: this process is one of N on its port (SO_REUSEPORT; gymctl.runtime.workers)
+    source_address: str | None = None  # a loopback address this process's connections to loopback servers come from (gymctl.server.connector)
+    collect_processes: int | None = Field(default=None, ge=1)  # `gymctl collect`: processes holding its connections (default: as many as needed)
 
     @field_validator("log_level")
     @classmethod

@@ -79,8 +79,7 @@ def test_a_concurrency_past_the_open_files_limit_is_refused_with_the_limit_and_w
     text = str(e.value)
     assert f"--concurrency {too_many}" in text and f"{open_files_limit():,}" in text and "ulimit -Hn" in text
     spec = CollectSpec(agent="a", input_path=EXAMPLE_DATA, output_path=tmp_path / "out.jsonl", concurrency=too_many)
-    with pytest.raises(UsageError, match="open-files limit"):
-        spec.check()
+    spec.check()  # a collector on its own spreads what one process cannot hold over processes (tests/unit/test_workers.py)
 
 
 async def test_new_connections_to_one_upstream_are_opened_a_few_at_a_time(monkeypatch):
