@@ -85,7 +85,9 @@ async def fetch_status(head_url: str, *, token: str | None = None, expect: int |
     head_url = head_url.rstrip("/")
     headers = auth_headers(token)
     started = time.monotonic()
-    async with aiohttp.ClientSession() as session:
+    from gymctl.server.tls import client_ssl
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl())) as session:
         try:
             async with session.get(f"{head_url}/server_instances", headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as r:
                 body = await r.read()

@@ -22,9 +22,9 @@ def auth(cfg: GymConfig, *, token_set: bool, containers: bool) -> Finding:
     """Auth off on a head reachable from other hosts is the seed's trusted-network mode: an error for production."""
     if token_set:
         return Finding("auth", "ok", "GYMCTL_AUTH_TOKEN", "a token is set: registration, calls and reads need it")
-    if containers:
-        return Finding("auth", "warn", "GYMCTL_AUTH_TOKEN", "no token set: export GYMCTL_AUTH_TOKEN before `up` "
-                                                            "(the stack's servers then require it)")
+    if containers:  # gymctl up generates one (kept in .gymctl/stacks/<project>/auth_token) unless --no-auth
+        return Finding("auth", "ok", "GYMCTL_AUTH_TOKEN", "none set: `gymctl up` generates the stack's token (gymctl status and "
+                                                          "collect find it; plain `docker compose up` needs GYMCTL_AUTH_TOKEN exported)")
     if is_loopback(cfg.head_host):
         return Finding("auth", "ok", "head_server.host", f"head on loopback ({cfg.head_host}): only this host reaches it")
     return Finding("auth", "error", "head_server.host", f"head on {cfg.head_host} with no GYMCTL_AUTH_TOKEN: anyone who reaches it can "

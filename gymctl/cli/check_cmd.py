@@ -32,12 +32,11 @@ def findings_for(cfg: GymConfig, topology: str, *, publish_host: str = "127.0.0.
     return run_checks(cfg, stack, context)
 
 
-def warn_checklist(cfg: GymConfig, stack: Stack, *, monitoring: bool = False) -> None:
+def warn_checklist(cfg: GymConfig, stack: Stack, *, monitoring: bool = False, token_set: bool = False, tls: bool = False) -> None:
     """`gymctl up`: the checklist's warnings and errors for the stack being started (it starts anyway)."""
     from gymctl.checks import CheckContext, run_checks
-    from gymctl.server.settings import ServerSettings
 
-    context = CheckContext(token_set=bool(ServerSettings.from_env().auth_token), monitoring=monitoring)
+    context = CheckContext(token_set=token_set, tls=tls, monitoring=monitoring)
     problems = [f for f in run_checks(cfg, stack, context) if f.level == "error"]
     for f in problems:
         print(f"warning: gymctl check: {f.check}: {f.where}: {f.message}", file=sys.stderr)

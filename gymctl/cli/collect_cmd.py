@@ -16,6 +16,7 @@ from gymctl.cli.options import (
     default_head_url,
     head_from_overrides,
 )
+from gymctl.cli.status_cmd import StackProjectOpt
 from gymctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -82,7 +83,8 @@ def collect(
     num_repeats: Annotated[int | None, typer.Option("--num-repeats", "-n", help="Rollouts per task (+num_repeats=). Default 1.")] = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", "-j", help="Rollouts in flight at once (+num_samples_in_parallel=). Default 64.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N tasks of the input (+limit=).")] = None,
-    head: Annotated[str | None, typer.Option("--head", help="Head URL (default: the config's head_server, GYMCTL_HEAD_URL, or http://127.0.0.1:11000).")] = None,
+    head: Annotated[str | None, typer.Option("--head", help=(
+        "Head URL (default: the config's head_server, GYMCTL_HEAD_URL, the stack `gymctl up` started here, or http://127.0.0.1:11000)."))] = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds one rollout may take before it is marked failed. Default 600.")] = None,
@@ -94,6 +96,7 @@ def collect(
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve the run's figures on /metrics (Prometheus) at this port "
                                                      "while it runs (0: any free port).", min=0, max=65535)] = None,
     metrics_host: Annotated[str, typer.Option("--metrics-host", help="--metrics-port: the address to listen on.")] = "127.0.0.1",
+    project: StackProjectOpt = None,
     ng: Annotated[bool, typer.Option("--ng", hidden=True)] = False,
 ) -> None:
     """Collect rollouts: each task of --input, --num-repeats times, through the agent's /run; one output row per rollout.
@@ -153,7 +156,11 @@ def collect(
         others = [a for a in [*rest, *(sets or [])] if "head_server." not in a]
         if others:
             print(f"note: ignoring {' '.join(others)} (config overrides apply only with --config / +config_paths)", file=sys.stderr)
-    head_url = head or (cfg.head_url if cfg else None) or default_head_url()
+    from gymctl.cli.stack_access import use_stack
+    from gymctl.server.settings import ServerSettings
+
+    env = ServerSettings.from_env()
+    head_url = use_stack(head or (cfg.head_url if cfg else None) or env.head_url, project or env.project) or default_head_url()
 
     from gymctl.runtime.loop import run as run_loop
 

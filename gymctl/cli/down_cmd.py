@@ -43,10 +43,14 @@ def down(
 
         down_swarm(name, as_json=as_json)
         return
+    from gymctl.docker.stack_state import forget
+
     stack = ComposeStack(name, stack_file(name))
     try:
         before = stack.down(volumes=volumes)
+        forget(name)  # the stack's record, token and certificates: status and collect no longer find it
     except StackNotUpError as e:
+        forget(name)
         print(f"{e}", file=sys.stderr)
         if as_json:
             print_json({"project": name, "was_up": False, "containers": 0, "networks": 0, "stray_containers": 0})

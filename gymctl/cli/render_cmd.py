@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gymctl.cli.options import ConfigOpt, JsonOpt, OverridesArg, ProjectOpt, SetOpt, TopologyOpt, load_from_cli, print_json
+from gymctl.docker.stack_state import STACKS_DIR  # under the working directory: each project's compose file and record
 
 if TYPE_CHECKING:
     from gymctl.compose.render import RenderedStack
     from gymctl.config.model import GymConfig
 
 DEFAULT_PROJECT = "gymctl"
-STACKS_DIR = Path(".gymctl") / "stacks"  # under the working directory: the last rendered file of each project
 
 PublishHostOpt = Annotated[str, typer.Option("--publish-host", help="Host address the head and agents are published on.")]
 PrefixOpt = Annotated[str, typer.Option("--image-prefix", help="Image names: PREFIX/<impl>:TAG.")]
@@ -52,14 +52,14 @@ def nvidia_runtime_or_none() -> bool | None:
 
 
 def render_config(cfg: GymConfig, topology: str, project: str, *, publish_host: str = "127.0.0.1", prefix: str = "gymctl", tag: str = "latest",
-                  check_gpus: bool = True, monitoring: bool = False, monitoring_port: int = 9090) -> RenderedStack:
+                  check_gpus: bool = True, monitoring: bool = False, monitoring_port: int = 9090, tls: bool = False) -> RenderedStack:
     from gymctl.compose.model import RenderSettings
     from gymctl.compose.render import render
 
     gpus = any(d.gpus for d in cfg.deployment.values())
     settings = RenderSettings(project=project, publish_host=publish_host, image_prefix=prefix, image_tag=tag,
                               nvidia_runtime=nvidia_runtime_or_none() if gpus and check_gpus else None, monitoring=monitoring,
-                              monitoring_port=monitoring_port)
+                              monitoring_port=monitoring_port, tls=tls)
     return render(cfg, topology, settings)
 
 

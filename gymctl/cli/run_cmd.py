@@ -41,6 +41,13 @@ def run(
                  -c responses_api_models/scripted_model/configs/scripted_model.yaml
       ng_run "+config_paths=\\[a.yaml,b.yaml]" +policy_base_url=http://127.0.0.1:8000/v1 +policy_api_key=KEY +policy_model_name=M
     """
+    if not config and not overrides:  # a container (all-in-one) is handed its config: GYMCTL_CONFIG_YAML
+        from gymctl.config.delivered import delivered_config_file
+        from gymctl.server.settings import ServerSettings
+
+        settings = ServerSettings.from_env()
+        handed = delivered_config_file(settings) if settings.config_yaml else None
+        config = [handed] if handed else config
     cfg = load_from_cli(config, sets, overrides)
     from gymctl.server.metrics import export_monitoring_setting  # here: every verb's start-up would pay for the server stack
 

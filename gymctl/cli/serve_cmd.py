@@ -47,19 +47,20 @@ def serve(
 ) -> None:
     """Start ONE server instance of a config (or the head), register it with the head, serve until SIGTERM.
 
-    The config comes from --config / +config_paths, or from the file named by GYMCTL_CONFIG_FILE
-    (how containers get it). Secrets stay ${oc.env:VAR} references, resolved from this process's environment.
+    The config comes from --config / +config_paths, or from GYMCTL_CONFIG_YAML (its text) or the file named by
+    GYMCTL_CONFIG_FILE (how containers get it). Secrets stay ${oc.env:VAR} references, resolved from this process's environment.
 
     \b
     Examples:
       GYMCTL_HEAD_URL=http://127.0.0.1:11000 gymctl serve example_single_tool_call -c my_config.yaml
       gymctl serve head -c my_config.yaml
     """
+    from gymctl.config.delivered import delivered_config_file
     from gymctl.runtime.loop import run as run_loop
     from gymctl.runtime.serve import check_servable, load_mounted, serve_one
     from gymctl.server.settings import ServerSettings
 
-    mounted = ServerSettings.from_env().config_file  # containers: the merged config, mounted
+    mounted = delivered_config_file(ServerSettings.from_env())  # containers: the merged config, handed in
     cfg = load_mounted(mounted, sets, instance) if mounted and not config and not overrides else load_from_cli(config, sets, overrides)
     check_servable(cfg, instance)
     from gymctl.server.metrics import export_monitoring_setting

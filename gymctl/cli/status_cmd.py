@@ -8,24 +8,31 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gymctl.cli.options import ConfigOpt, IgnoredProjectOpt, IgnoredTopologyOpt, JsonOpt, OverridesArg, SetOpt
+from gymctl.cli.options import ConfigOpt, IgnoredTopologyOpt, JsonOpt, OverridesArg, SetOpt
+
+StackProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help=(
+    "With no head named: the stack `gymctl up -p NAME` started from this directory (default: GYMCTL_PROJECT, else the only one)."),
+    show_default=False)]
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from gymctl.status import DeploymentStatus
 
-def head_url_from(head: str | None, config: list[str] | None, sets: list[str] | None, overrides: list[str] | None) -> str:
-    """--head, else the config's head_server (files or +head_server.* overrides), else GYMCTL_HEAD_URL, else :11000."""
-    if head:
-        return head
-    if config or any("config_paths" in o for o in overrides or []):
+def head_url_from(head: str | None, config: list[str] | None, sets: list[str] | None, overrides: list[str] | None,
+                  project: str | None = None) -> str:
+    """--head, else the config's head_server (files or +head_server.* overrides), else GYMCTL_HEAD_URL, else the stack
+    `gymctl up` started here (-p's, or the only one: gymctl.cli.stack_access), else :11000."""
+    from gymctl.cli.options import default_head_url, head_from_overrides
+    from gymctl.cli.stack_access import use_stack
+    from gymctl.server.settings import ServerSettings
+
+    if not head and (config or any("config_paths" in o for o in overrides or [])):
         from gymctl.cli.options import load_from_cli
 
-        return load_from_cli(config, sets, overrides).head_url
-    from gymctl.cli.options import default_head_url, head_from_overrides
-
-    return head_from_overrides([*(overrides or []), *(sets or [])]) or default_head_url()
+        head = load_from_cli(config, sets, overrides).head_url
+    head = head or head_from_overrides([*(overrides or []), *(sets or [])]) or ServerSettings.from_env().head_url
+    return use_stack(head, project or ServerSettings.from_env().project) or default_head_url()
 
 
 def _fmt_uptime(s: float | None) -> str:
@@ -120,13 +127,14 @@ def status(
     watch: Annotated[bool, typer.Option("--watch", "-w", help="A live table, refreshed every --interval seconds until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option("--interval", help="--watch: seconds between refreshes.")] = 1.0,
     topology: IgnoredTopologyOpt = None,
-    project: IgnoredProjectOpt = None,
+    project: StackProjectOpt = None,
 ) -> None:
     """Show every instance registered with the head: health, URL, uptime, head->server round trip.
 
     Exit code 0 only when the head is ready, every instance is healthy and (with --expect N) at least N are.
     Prints NeMo Gym's `N servers found (H healthy, U unhealthy)` line above the table. Sends GYMCTL_AUTH_TOKEN when it is set.
-    Takes `gymctl up`'s command line: the config names the head; --topology and --project are accepted and ignored.
+    Takes `gymctl up`'s command line: the config names the head; --topology is accepted and ignored. With no head named,
+    the stack `gymctl up` started from this directory (--project's) is asked, with its token and, under --tls, its CA.
     """
     from gymctl.errors import UsageError
     from gymctl.runtime.loop import run as run_loop
@@ -139,7 +147,7 @@ def status(
         raise UsageError(f"--interval {interval}: refresh at most every 0.1 s")
     if watch and as_json:
         raise UsageError("--watch shows a live table; it cannot be combined with --json (poll `gymctl status --json` instead)")
-    url = head_url_from(head, config, sets, overrides)
+    url = head_url_from(head, config, sets, overrides, project)
     token = auth_token()
     if watch:
         sys.exit(_watch(url, token, expect, interval))

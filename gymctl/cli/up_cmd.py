@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -27,8 +28,11 @@ from gymctl.cli.render_cmd import (
     warn,
     write_file,
 )
+from gymctl.errors import UsageError
+from gymctl.server.auth import TOKEN_ENV
 
 if TYPE_CHECKING:
+    from gymctl.compose.render import RenderedStack
     from gymctl.config.model import GymConfig
     from gymctl.docker.state import ContainerState
 
@@ -92,6 +96,15 @@ def up(
     as_json: JsonOpt = False,
     context: ContextOpt = None,
     push: Annotated[bool, typer.Option("--push/--no-push", help="multi-host with --registry: push this machine's images there first.")] = True,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help=(
+        "Run the stack without a token (the seed's trusted-network mode). Default: GYMCTL_AUTH_TOKEN, else a token generated "
+        "for the stack and kept in .gymctl/stacks/PROJECT/auth_token (gymctl status / collect find it)."))] = False,
+    tls: Annotated[bool, typer.Option("--tls", help=(
+        "separated: an nginx proxy answers HTTPS only on every published port (the head's included); without --tls-cert a "
+        "local CA signs a certificate (.gymctl/stacks/PROJECT/tls/ca.pem; gymctl's clients trust it). NeMo Gym's own tools "
+        "(ng_status, ng_collect_rollouts) build http:// URLs and cannot talk to it."))] = False,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="--tls: your certificate (PEM, chain after it).", show_default=False)] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="--tls: its private key (PEM, no passphrase).", show_default=False)] = None,
 ) -> None:
     """Start a config's servers in containers (Docker Compose), in one topology.
 
@@ -102,6 +115,7 @@ def up(
       gymctl up --topology all-in-one --build ...
       gymctl up --topology multi-host --node worker1 -c examples/multi-host/worker-config.yaml   (one host's part, on the current context)
       gymctl up --topology swarm --context gymctl-lab -c ...   (a stack on that swarm; images pushed to --registry, else the lab's)
+      gymctl up --topology separated --tls -c ...   (HTTPS on the published ports; a token generated unless GYMCTL_AUTH_TOKEN)
     """
     from gymctl.docker.stack import ComposeStack
 
@@ -119,20 +133,31 @@ def up(
                  as_json=as_json, push=push)
         return
     if node is not None:
-        from gymctl.errors import UsageError
-
         raise UsageError("--node picks one host's part of --topology multi-host")
+    if (tls_cert or tls_key) and not tls:
+        raise UsageError("--tls-cert and --tls-key go with --tls")
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("--tls: give both --tls-cert and --tls-key, or neither (a local CA then signs a certificate)")
+    from gymctl.cli.stack_access import remember, stack_token
+
+    token, token_file = stack_token(name, no_auth=no_auth)
     rendered = render_config(cfg, topology, name, publish_host=publish_host, prefix=image_prefix, tag=tag, monitoring=monitoring,
-                             monitoring_port=monitoring_port)
+                             monitoring_port=monitoring_port, tls=tls)
     warn(rendered)
     from gymctl.cli.check_cmd import warn_checklist
 
-    warn_checklist(cfg, rendered.stack, monitoring=monitoring)  # `gymctl check`'s problems, as warnings: up goes on
+    warn_checklist(cfg, rendered.stack, monitoring=monitoring, token_set=bool(token), tls=tls)  # `gymctl check`'s problems, as warnings
+    rendered.secret_env[TOKEN_ENV] = token  # to compose's environment only: the containers read it by name
+    ca_file = _tls_secrets(rendered, name, publish_host, tls_cert, tls_key) if tls else None
     path = stack_file(name)
     write_file(path, rendered.compose_yaml)
+    head_url = rendered.stack.head_url or f"http://{publish_host}:{cfg.head_port}"
+    remember(name, topology, head_url, token_file, ca_file)  # before up: `gymctl status` finds a stack still starting
     stack = ComposeStack(name, path)
     if build:
         build_for(cfg, topology, base_image=base_image_of(base_image), prefix=image_prefix, tag=tag)
+    if tls:
+        _ensure_proxy_image(rendered)
     if rendered.stack.logging is not None:  # a driver the engine lacks: said now, not by a container that cannot start
         from gymctl.docker.log_drivers import check_log_driver
 
@@ -147,12 +172,11 @@ def up(
         stack.up(rendered, wait=wait, timeout_s=timeout, progress=progress)
     finally:
         progress.close()
-    head = next(p for s in rendered.stack.services for p in s.ports if s.name in ("head", "gymctl"))
-    head_url = f"http://{head.host_ip}:{head.host_port}"
     state = "ready" if wait else "started"
     seconds = time.monotonic() - t0
+    auth = f"token in {token_file}" if token_file else "no auth"
     print(f"stack {name!r} ({topology}, {len(rendered.stack.services)} containers) {state} in {seconds:.1f} s; "
-          f"head {head_url}  (gymctl status --head {head_url}; gymctl down -p {name})",
+          f"head {head_url} ({auth}{'; CA ' + str(ca_file) if ca_file else ''})  (gymctl status -p {name}; gymctl down -p {name})",
           file=sys.stderr)
     m = rendered.stack.monitoring
     if m is not None:
@@ -160,6 +184,40 @@ def up(
     if as_json:
         print_json({"project": name, "topology": topology, "state": state, "head_url": head_url, "file": str(path),
                     "services": [s.name for s in rendered.stack.services], "seconds": round(seconds, 2)})
+
+
+def _tls_secrets(rendered: RenderedStack, project: str, publish_host: str, cert: Path | None, key: Path | None) -> Path | None:
+    """The proxy's certificate and key, into compose's environment (never the file); the CA gymctl's clients trust, or None."""
+    import os
+
+    from gymctl.cli.stack_access import CA_ENV
+    from gymctl.compose.tls import CERT_ENV, KEY_ENV
+    from gymctl.docker.stack_state import TLS_DIR, stack_dir
+    from gymctl.docker.tls_certs import check_given, local_certificate
+
+    if cert is not None and key is not None:
+        files = check_given(cert, key)
+    else:
+        wide = publish_host in ("0.0.0.0", "::", "")
+        import socket
+
+        hosts = ["127.0.0.1", "localhost", socket.gethostname()] if wide else [publish_host, "127.0.0.1", "localhost"]
+        files = local_certificate(stack_dir(project) / TLS_DIR, hosts, project)
+    rendered.secret_env[CERT_ENV], rendered.secret_env[KEY_ENV] = files.pem()
+    if files.ca is not None:
+        os.environ[CA_ENV] = str(files.ca)  # this process waits on the head through the proxy
+    return files.ca
+
+
+def _ensure_proxy_image(rendered: RenderedStack) -> None:
+    from gymctl.compose.tls import PROXY_SERVICE
+    from gymctl.docker.nginx_image import build_nginx_image, nginx_image_exists
+
+    image = next(s.image for s in rendered.stack.services if s.name == PROXY_SERVICE)
+    if not nginx_image_exists(image):
+        print(f"building {image} from Debian's nginx package (offline, once) ...", file=sys.stderr, flush=True)
+        result = build_nginx_image(image)
+        print(f"{image}: {result.size_bytes / 1e6:.0f} MB, built in {result.seconds:.0f} s", file=sys.stderr, flush=True)
 
 
 def _up_host(cfg: GymConfig, project: str, node: str | None, *, wait: bool, timeout: float, prefix: str, tag: str, registry: str | None,

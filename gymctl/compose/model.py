@@ -37,6 +37,7 @@ class RenderSettings(BaseModel):
     nvidia_runtime: bool | None = None  # None: unknown (no warning); False: warn about gpus
     monitoring: bool = False  # add the Prometheus service (gymctl.compose.monitoring)
     monitoring_port: int = 9090  # where Prometheus is published on publish_host
+    tls: bool = False  # --tls: an nginx proxy answers HTTPS on every published port (gymctl.compose.tls)
 
 
 class Port(BaseModel):
@@ -67,6 +68,7 @@ class Service(BaseModel):
     depends_on_head: bool = False
     gpus: int = 0
     labels: dict[str, str] = Field(default_factory=dict)
+    read_only: bool = True  # a read-only root (writes go to the /tmp tmpfs); off only for a server that must write elsewhere
 
 
 class Stack(BaseModel):
@@ -78,13 +80,14 @@ class Stack(BaseModel):
     services: list[Service]
     labels: dict[str, str]
     config_mount: str = CONFIG_MOUNT
-    config_yaml: str  # the merged config, inlined as a compose `configs:` entry (mounted read-only)
+    config_yaml: str  # the merged config, handed to every container as GYMCTL_CONFIG_YAML (a YAML anchor in the file)
     warnings: list[str] = Field(default_factory=list)
     host_network: bool = False  # multi-host lab: containers share the host's network (no NAT, no published ports)
     node: str | None = None  # multi-host: the host this file is for
     secret_env: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
     monitoring: MonitoringSpec | None = None  # --monitoring: the Prometheus service
     logging: LoggingSpec | None = None  # gymctl.logging: every container's Docker logging driver
+    head_url: str | None = None  # the head as clients outside the stack reach it (https:// under --tls)
 
 
 def service_name(instance: str) -> str:
@@ -196,7 +199,7 @@ def _all_in_one(cfg: GymConfig, settings: RenderSettings, pass_env: list[str]) -
     published += [Port(host_ip=settings.publish_host, host_port=p, container_port=p) for n, p in ports.items() if is_published(cfg, n)]
     return [Service(
         name=ALL_IN_ONE_SERVICE, instance="all-in-one", image=all_in_one_image(settings.image_prefix, settings.image_tag),
-        command=["gymctl", "run", "--config", CONFIG_MOUNT],
+        command=["gymctl", "run"],  # the config: GYMCTL_CONFIG_YAML (gymctl.config.delivered)
         # One process: peers are in-process; 127.0.0.1:<port> is the same inside and, published, outside.
         environment={"GYMCTL_BIND_HOST": "0.0.0.0", "GYMCTL_ADVERTISE_HOST": "127.0.0.1", "GYMCTL_PORT": "0"},  # 0: config ports
         pass_env=pass_env, ports=published,
@@ -243,6 +246,11 @@ def build_stack(cfg: GymConfig, topology: str, settings: RenderSettings | None =
     config_yaml, secret_values = container_config(cfg, topology)
     pass_env = referenced_env(config_yaml)
     services = _separated(cfg, settings, pass_env) if topology == "separated" else _all_in_one(cfg, settings, pass_env)
+    head_url = next((f"http://{p.host_ip}:{p.host_port}" for s in services if s.name in (HEAD_SERVICE, ALL_IN_ONE_SERVICE)
+                     for p in s.ports if p.container_port == cfg.head_port), None)
+    if settings.tls:
+        services.append(_tls_proxy(topology, settings, services))
+        head_url = head_url and "https://" + head_url[len("http://"):]
     check_service_names(services)
     public = monitoring_public(cfg.tree)
     if not public:  # every server then asks for the token on /metrics (and the head on /prometheus_targets, /ui)
@@ -253,8 +261,19 @@ def build_stack(cfg: GymConfig, topology: str, settings: RenderSettings | None =
         project=settings.project, topology=topology, services=services,  # type: ignore[arg-type]
         labels={LABEL_PROJECT: settings.project}, config_yaml=config_yaml,
         warnings=_gpu_warnings(cfg, settings), secret_env=secret_values, monitoring=monitoring,
-        logging=logging_spec(cfg.tree),
+        logging=logging_spec(cfg.tree), head_url=head_url,
     )
+
+
+def _tls_proxy(topology: str, settings: RenderSettings, services: list[Service]) -> Service:
+    from gymctl.compose.tls import put_behind_proxy  # it builds on this module's Service
+
+    if topology != "separated":
+        raise UsageError("--tls puts an HTTPS proxy in front of a separated stack (each server's published URL is its own); "
+                         "use --topology separated")
+    if settings.monitoring:
+        raise UsageError("--tls with --monitoring: Prometheus' port would stay plain HTTP; leave one out")
+    return put_behind_proxy(services, project=settings.project, image=f"{settings.image_prefix}/nginx:{settings.image_tag}")
 
 
 def _monitoring(cfg: GymConfig, topology: str, settings: RenderSettings, services: list[Service], *, token: bool) -> MonitoringSpec:

@@ -205,8 +205,14 @@ class DockerBackend:
         return True
 
     def http_ok(self, url: str, *, timeout: float = 2.0) -> bool:
+        context = None
+        if url.startswith("https://"):  # a --tls stack's proxy: its CA (GYMCTL_TLS_CA_FILE, set by `up`), else the system's
+            import os
+            import ssl
+
+            context = ssl.create_default_context(cafile=os.environ.get("GYMCTL_TLS_CA_FILE") or None)
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as r:
+            with urllib.request.urlopen(url, timeout=timeout, context=context) as r:
                 return bool(r.status == 200)
         except OSError:
             return False

@@ -113,9 +113,12 @@ class StackWaiter:
     def wait_head_ready(self, rendered: RenderedStack, deadline: float, progress: Progress = no_progress) -> None:
         """Until the head's /health answers 200 (every instance registered)."""
         head = next((p for s in rendered.stack.services for p in s.ports if s.name in HEAD_SERVICES), None)
-        if head is None:
+        if rendered.stack.head_url:  # as clients outside reach it (https:// through the --tls proxy)
+            url = f"{rendered.stack.head_url}/health"
+        elif head is not None:
+            url = f"http://{head.host_ip}:{head.host_port}/health"
+        else:
             return
-        url = f"http://{head.host_ip}:{head.host_port}/health"
 
         def ready() -> bool:
             if self.backend.http_ok(url):

@@ -50,9 +50,10 @@ def new_session(limit: int = 0, per_host: int = 0) -> aiohttp.ClientSession:
     `limit` / `per_host` bound the connections in use (0: no bound); a request beyond waits for one.
     """
     from gymctl.server.connector import PacedConnector  # new connections to one upstream opened a few at a time
+    from gymctl.server.tls import client_ssl
 
     connector = PacedConnector(limit=limit, limit_per_host=per_host, ttl_dns_cache=300, keepalive_timeout=CLIENT_KEEPALIVE_S,
-                               enable_cleanup_closed=True)
+                               enable_cleanup_closed=True, ssl=client_ssl())
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),

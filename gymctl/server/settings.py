@@ -24,6 +24,7 @@ class ServerSettings(BaseSettings):
 
     head_url: str | None = None  # where to register / which head to ask; default: the config's head_server
     auth_token: str | None = None  # GYMCTL_AUTH_TOKEN: bearer token between gymctl components
+    tls_ca_file: str | None = None  # clients: a CA to trust for https:// servers (a `gymctl up --tls` stack's; gymctl.server.tls)
     registration_token: str | None = None  # local runtimes with auth off: the head's token for /register (gymctl.head.registration_token)
     heartbeat_s: float = 2.0
     lease_s: float = 6.0  # no heartbeat for this long -> unhealthy
@@ -35,6 +36,7 @@ class ServerSettings(BaseSettings):
     host_url: str | None = None  # the published URL, for clients outside the network
     log_level: str = "warning"
     config_file: str | None = None  # containers: the merged config, mounted (`gymctl serve` reads it)
+    config_yaml: str | None = None  # containers: the merged config itself (read-only roots: nothing to mount; gymctl.config.delivered)
     ready_fd: int | None = None  # separated runtime: the pipe a child writes its {"url", "pid"} line to
     telemetry: bool = False  # keep FastAPI's per-request OpenTelemetry hooks
     separated_start: str = "fork"  # `exec`: the separated runtime execs its first children too
@@ -65,6 +67,14 @@ class ServerSettings(BaseSettings):
             logging.addLevelName(5, "TRACE")
         return level
 
+    @field_validator("auth_token")
+    @classmethod
+    def _one_line_token(cls, value: str | None) -> str | None:
+        if value and any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError("the token holds a newline, a space or a control character; a bearer token is one line of "
+                             "visible characters (e.g. `openssl rand -hex 32`)")
+        return value
+
     @field_validator("log_format")
     @classmethod
     def _known_format(cls, value: str) -> str:
@@ -80,5 +90,5 @@ class ServerSettings(BaseSettings):
         except ValidationError as e:
             from gymctl.errors import ConfigError
 
-            problems = "; ".join(f"GYMCTL_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in e.errors())
+            problems = "; ".join(f"GYMCTL_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors())
             raise ConfigError(f"{problems} (unset it or give a valid value)", source="environment") from None

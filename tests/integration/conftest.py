@@ -95,8 +95,15 @@ class StackUnderTest:
         return ["-c", EXAMPLE_CONFIG, "-c", SCRIPTED_CONFIG, "--set", f"head_server.port={self.head_port}",
                 "--set", f"{AGENT}.responses_api_agents.simple_agent.port={self.agent_port}", *extra]
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The stack's token as `gymctl up` kept it (run from the repo), or the environment's; none with --no-auth."""
+        kept = REPO / ".gymctl" / "stacks" / self.project / "auth_token"
+        token = kept.read_text().strip() if kept.is_file() else os.environ.get("GYMCTL_AUTH_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def instances(self) -> dict[str, dict]:
-        return {i["process_name"]: i for i in http_json(self.head_url + "/server_instances")[1]}  # type: ignore[union-attr]
+        return {i["process_name"]: i for i in http_json(self.head_url + "/server_instances", headers=self.headers)[1]}  # type: ignore[union-attr]
 
     def labelled(self) -> dict[str, list[str]]:
         from gymctl.docker.cli import engine_client

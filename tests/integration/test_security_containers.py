@@ -36,7 +36,8 @@ def test_every_container_is_hardened_and_the_stack_still_serves(example_images, 
         assert "no-new-privileges:true" in (host.get("SecurityOpt") or []), name
         assert c["Config"]["User"] not in ("", "0", "root"), name
         assert "/tmp" in (host.get("Tmpfs") or {}), name
-    status, body = http_json(stack_ut.agent_url + "/run", example_rows()[0])
+        assert host["ReadonlyRootfs"] is True, name
+    status, body = http_json(stack_ut.agent_url + "/run", example_rows()[0], headers=stack_ut.headers)
     assert status == 200 and body["reward"] == 1.0  # type: ignore[index]
     # The secret travels by name only: not in the compose file, the labels, any container's log or the head's config.
     rendered = gymctl("render", "--topology", "separated", "-p", stack_ut.project,
@@ -46,5 +47,5 @@ def test_every_container_is_hardened_and_the_stack_still_serves(example_images, 
     for c in containers:
         logs = subprocess.run(["docker", "logs", c["Id"]], capture_output=True, text=True)
         assert SECRET not in logs.stdout + logs.stderr, c["Name"]
-    _, config_text = http_json(stack_ut.head_url + "/global_config_dict_yaml")
+    _, config_text = http_json(stack_ut.head_url + "/global_config_dict_yaml", headers=stack_ut.headers)
     assert SECRET not in str(config_text)

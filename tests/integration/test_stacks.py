@@ -29,7 +29,7 @@ def assert_registered_and_agents_healthy(st: StackUnderTest) -> None:
 
 
 def one_run(st: StackUnderTest) -> dict:
-    code, body = http_json(st.agent_url + "/run", example_rows()[0], timeout=30)
+    code, body = http_json(st.agent_url + "/run", example_rows()[0], timeout=30, headers=st.headers)
     assert code == 200, body
     return body  # type: ignore[return-value]
 

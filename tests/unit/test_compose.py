@@ -102,9 +102,10 @@ def test_all_in_one_is_one_container_with_fixed_ports_published_for_head_and_age
     rendered = render(example("+head_server.port=12000"), "all-in-one")
     doc = compose_of(rendered.compose_yaml)
     (_name, svc), = doc["services"].items()
-    assert svc["command"] == ["gymctl", "run", "--config", "/etc/gymctl/config.yaml"]
+    assert svc["command"] == ["gymctl", "run"]
     assert svc["ports"] == ["127.0.0.1:12000:12000", "127.0.0.1:12002:12002"]
-    merged = yaml.safe_load(doc["configs"]["gymctl_config"]["content"])
+    handed = next(e for e in svc["environment"] if e.startswith("GYMCTL_CONFIG_YAML="))
+    merged = yaml.safe_load(handed.partition("=")[2])
     assert merged[AGENT]["responses_api_agents"]["simple_agent"]["port"] == 12002
     assert merged["policy_model"]["responses_api_models"]["scripted_model"]["port"] == 12003
 

@@ -59,7 +59,7 @@ def test_monitoring_not_public_sends_the_token_from_a_secret_file_and_closes_met
 def test_without_the_flag_nothing_changes():
     cfg = load_config([EXAMPLE_CONFIG, SCRIPTED_CONFIG], cwd=REPO)
     doc = yaml.safe_load(render(cfg, "separated", RenderSettings(project="p")).compose_yaml)
-    assert "prometheus" not in doc["services"] and set(doc["configs"]) == {"gymctl_config"}
+    assert "prometheus" not in doc["services"] and "configs" not in doc
 
 
 def test_bad_monitoring_settings_name_the_key():
