@@ -28,7 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-system", default="gymctl_all_in_one", choices=list(SYSTEMS))
     parser.add_argument("--sweep-ideal", type=float, default=None, help="ideal rollouts/s the stub delay is set for")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--scale-sweep", default="", help="in-flight points through gymctl collect against gymctl separated, workers as each "
+                        "needs, beside NeMo Gym at 64 and 1,000 (bench.scale --sweep), e.g. 64,1000,10000,65000; runs only that")
     args = parser.parse_args(argv)
+    if args.scale_sweep:
+        from bench import scale
+
+        points = _ints(args.scale_sweep)
+        args.out.mkdir(parents=True, exist_ok=True)
+        scale.sweep(points, args.out / "scale-logs", out=args.out / "scale.json")
+        return 0
 
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in systems if s not in SYSTEMS]

@@ -21,7 +21,10 @@ Endpoints
                              "authorization", "t"}]}` (the last `keep` requests, oldest first; `t` is
                              the arrival time, epoch seconds).
   DELETE /_stub/requests     forget them.
-  POST /_stub/config         `{"delay_s": float, "reasoning": bool}`: change behaviour at run time.
+  POST /_stub/config         `{"delay_s": float, "reasoning": bool, "fault": "", "fault_status": 503, "drip_s": 0.05}`:
+                             change behaviour at run time. `fault` (the model routes only, for fault tests): `error`
+                             answers `fault_status` with an OpenAI-style error body, `hang` never answers, `drip`
+                             sends the normal reply one byte every `drip_s` seconds; "" is normal again.
   The `/v1` routes also answer without the prefix.
 
 Python API
@@ -91,10 +94,32 @@ class UpstreamStub:
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self.fault = ""  # "" | error | hang | drip (bench.faults)
+        self.fault_status = 503
+        self.drip_s = 0.05
         self.app = self._build_app()
 
+    @web.middleware
+    async def _faults(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if not self.fault or not request.path.endswith(("/responses", "/chat/completions")):
+            return await handler(request)
+        if self.fault == "error":
+            await request.read()
+            return _json({"error": {"message": "stub: upstream unavailable", "type": "server_error"}}, status=self.fault_status)
+        if self.fault == "hang":
+            await asyncio.sleep(3600)  # until the client gives up
+        reply = await handler(request)  # drip: the normal reply, one byte at a time
+        body = reply.body if isinstance(reply.body, bytes) else b""
+        out = web.StreamResponse(status=reply.status, headers={"Content-Type": "application/json", "Content-Length": str(len(body))})
+        await out.prepare(request)
+        for i in range(len(body)):
+            await out.write(body[i:i + 1])
+            await asyncio.sleep(self.drip_s)
+        await out.write_eof()
+        return out
+
     def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._faults])
         for prefix in ("/v1", ""):
             app.router.add_post(prefix + "/responses", self._responses)
             app.router.add_post(prefix + "/chat/completions", self._chat)
@@ -109,10 +134,11 @@ class UpstreamStub:
     def requests(self) -> dict:
         return {"count": self.count, "by_path": dict(self.by_path), "last": list(self.last)}
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    async def start(self, host: str = "127.0.0.1", port: int = 0, reuse_port: bool = False) -> str:
+        """Listen on host:port; `reuse_port`: beside other stub processes on the same port (SO_REUSEPORT; bench.scale's stub group)."""
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, backlog=16384, reuse_address=True)
+        site = web.TCPSite(self._runner, host, port, backlog=16384, reuse_address=True, reuse_port=reuse_port or None)
         await site.start()
         bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://{host}:{bound}"
@@ -214,7 +240,11 @@ class UpstreamStub:
         body = orjson.loads(await request.read() or b"{}")
         self.delay_s = float(body.get("delay_s", self.delay_s))
         self.reasoning = bool(body.get("reasoning", self.reasoning))
-        return _json({"delay_s": self.delay_s, "reasoning": self.reasoning})
+        self.fault = str(body.get("fault", self.fault) or "")
+        self.fault_status = int(body.get("fault_status", self.fault_status))
+        self.drip_s = float(body.get("drip_s", self.drip_s))
+        return _json({"delay_s": self.delay_s, "reasoning": self.reasoning, "fault": self.fault, "fault_status": self.fault_status,
+                      "drip_s": self.drip_s})
 
 
 def _message_item(n: str, text: str) -> dict:
@@ -266,9 +296,9 @@ class StubThread:
 class StubProcess:
     """The stub as a child process (`python -m bench.upstream_stub`), so it has its own core to run on."""
 
-    def __init__(self, delay_s: float = 0.0, host: str = "127.0.0.1", port: int = 0, keep: int = 100) -> None:
+    def __init__(self, delay_s: float = 0.0, host: str = "127.0.0.1", port: int = 0, keep: int = 100, reuse_port: bool = False) -> None:
         self.argv = [sys.executable, "-m", "bench.upstream_stub", "--host", host, "--port", str(port),
-                     "--delay-s", str(delay_s), "--keep", str(keep)]
+                     "--delay-s", str(delay_s), "--keep", str(keep), *(["--reuse-port"] if reuse_port else [])]
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
@@ -313,11 +343,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay-s", type=float, default=0.0, help="fixed delay before every model reply")
     parser.add_argument("--reasoning", action="store_true", help="add reasoning_content to chat replies")
     parser.add_argument("--keep", type=int, default=100, help="how many requests GET /_stub/requests shows")
+    parser.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT: several stub processes share --port")
     args = parser.parse_args(argv)
 
     async def serve() -> None:
         stub = UpstreamStub(delay_s=args.delay_s, reasoning=args.reasoning, keep=args.keep)
-        url = await stub.start(args.host, args.port)
+        url = await stub.start(args.host, args.port, reuse_port=args.reuse_port)
         print(f"upstream stub listening on {url}", flush=True)
         try:
             await asyncio.Event().wait()
