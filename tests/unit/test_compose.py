@@ -58,7 +58,7 @@ def test_separated_stack_shape():
         assert svc["healthcheck"]["interval"] == "1s"
         env = dict(e.split("=", 1) for e in svc["environment"] if "=" in e)
         if name != "head":
-            assert svc["depends_on"] == {"head": {"condition": "service_healthy"}}
+            assert svc["depends_on"] == {"head": {"condition": "service_started"}}  # servers register once the head answers
             assert env["GYMCTL_HEAD_URL"] == "http://head:11000" and env["GYMCTL_ADVERTISE_HOST"] == name
             assert svc["labels"]["io.gymctl.instance"] == name
     assert "/livez" in " ".join(services["head"]["healthcheck"]["test"])
