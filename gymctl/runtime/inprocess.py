@@ -170,7 +170,7 @@ async def start(
             registry = Registry(expected=expected_instances(config), lease_s=settings.lease_s, drop_s=settings.drop_s)
             bound = f"http://{_url_host(head_sock.getsockname()[0])}:{config.head_port}" if head_sock is not None else head_url
             guarded, registration = guard_registration(create_head_app(config, registry), token, registration, bound, config.head_port)
-            head_app = wrap_app(guarded, token)
+            head_app = wrap_app(guarded, token, head=True)
             dep.registry = registry
             server = make_server(head_app, log_level=settings.log_level)
             dep.head = RunningServer("head", head_url, config.head_port, server)
@@ -184,9 +184,9 @@ async def start(
             port = sockets[name].getsockname()[1]
             advertise = binds[name][1]
             url = f"http://{_url_host(advertise)}:{port}"
-            served = wrap_app(apps[name], token)
-            local[name] = DirectApp(served)  # in-process calls: the served app's admission, limits and auth, then straight to the route
-            server = make_server(served, log_level=settings.log_level)
+            wrapped = wrap_app(apps[name], token)
+            local[name] = DirectApp(wrapped)  # in-process calls: the served app's admission, limits and auth, then straight to the route
+            server = make_server(wrapped, log_level=settings.log_level)
             rs = RunningServer(name, url, port, server)
             rs.task = asyncio.create_task(server.serve(sockets=[sockets.pop(name)]))
             dep.servers[name] = rs
