@@ -18,6 +18,7 @@ T = TypeVar("T")
 async def poll_until(
     predicate: Callable[[], Awaitable[T]], timeout_s: float, interval_s: float = ..., *,
     what: str, backoff: RetryPolicy | None = ..., detail: Callable[[], str] | None = ...,
+    on_timeout: Callable[[], Exception] | None = ...,
 ) -> T: ...
 
 
@@ -25,6 +26,7 @@ async def poll_until(
 async def poll_until(
     predicate: Callable[[], T], timeout_s: float, interval_s: float = ..., *,
     what: str, backoff: RetryPolicy | None = ..., detail: Callable[[], str] | None = ...,
+    on_timeout: Callable[[], Exception] | None = ...,
 ) -> T: ...
 
 

@@ -39,5 +39,7 @@ CONFIGS=(-c resources_servers/example_single_tool_call/configs/example_single_to
          -c responses_api_models/scripted_model/configs/scripted_model.yaml)
 start=$(date +%s)
 "$PY" -m gymctl images base
+# NeMo Gym servers' images start from Debian trixie (Python 3.13, which nemo-gym 0.7.0 needs), bootstrapped the same way.
+"$PY" -m gymctl images base --suite trixie --tag gymctl/base:trixie
 "$PY" -m gymctl build -q "${CONFIGS[@]}"
 echo "bootstrap_docker: base and server images ready in $(( $(date +%s) - start )) s" >&2

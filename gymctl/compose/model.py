@@ -13,10 +13,14 @@ from gymctl.compose.log_shipping import LoggingSpec, logging_spec
 from gymctl.compose.monitoring import PROMETHEUS_SERVICE, MonitoringSpec, monitoring_public, monitoring_spec
 from gymctl.compose.secrets import externalize_secrets, referenced_env
 from gymctl.config.model import GymConfig, to_yaml
+from gymctl.config.nemo_gym import called_by_nemo_gym, nemo_gym_instances
 from gymctl.errors import ConfigError, UsageError
 
 Topology = Literal["all-in-one", "separated", "multi-host"]
 TOPOLOGIES: tuple[str, ...] = ("all-in-one", "separated", "multi-host", "swarm")  # swarm: a stack file, gymctl.compose.swarm
+PEERS_ENV = "GYMCTL_NEMO_GYM_PEERS"  # gymctl.runtime.nemo_gym.PEERS_ENV
+TRUSTED_NETWORKS_ENV = "GYMCTL_AUTH_TRUSTED_NETWORKS"  # gymctl.server.trusted_networks
+PRIVATE_NETWORK = "private"
 MULTI_HOST: Literal["multi-host"] = "multi-host"  # one file per host: gymctl.compose.multihost
 LABEL_PROJECT = "io.gymctl.project"
 LABEL_INSTANCE = "io.gymctl.instance"
@@ -190,7 +194,23 @@ def _separated(cfg: GymConfig, settings: RenderSettings, pass_env: list[str]) ->
     for name in served_instances(cfg):
         services.append(server_service(cfg, settings, name, pass_env, head_url=head_url, advertise=service_name(name), port=CONTAINER_PORT,
                                        published=ports[name] if is_published(cfg, name) else None))
+    nemo_gym_environment(cfg, services, {n: f"{service_name(n)}:{CONTAINER_PORT}" for n in served_instances(cfg)})
     return services
+
+
+def nemo_gym_environment(cfg: GymConfig, services: list[Service], where: dict[str, str]) -> None:
+    """NeMo Gym servers learn where each peer listens (`where`: {instance: host:port}) at start, from GYMCTL_NEMO_GYM_PEERS;
+    gymctl's servers they call accept calls from the stack's private network without the token (they cannot send one)."""
+    nemo = nemo_gym_instances(cfg)
+    if not nemo:
+        return
+    called = called_by_nemo_gym(cfg)
+    peers = ",".join(f"{n}={a}" for n, a in where.items())
+    for s in services:
+        if s.instance in nemo:
+            s.environment[PEERS_ENV] = peers
+        elif s.instance in called:
+            s.environment[TRUSTED_NETWORKS_ENV] = PRIVATE_NETWORK
 
 
 def _all_in_one(cfg: GymConfig, settings: RenderSettings, pass_env: list[str]) -> list[Service]:

@@ -80,6 +80,23 @@ def nemo_gym_instances(cfg: GymConfig, names: list[str] | None = None) -> list[s
     return [n for n in (cfg.instances if names is None else names) if not cfg.instances[n].alias_of and runtime_of(cfg, n) == "nemo_gym"]
 
 
+def called_by_nemo_gym(cfg: GymConfig) -> list[str]:
+    """gymctl's instances that a NeMo Gym server of `cfg` names as a peer ({type, name}); they cannot send it a token."""
+    from gymctl.config.model import _references
+
+    nemo = nemo_gym_instances(cfg)
+    called: list[str] = []
+    for name in nemo:
+        spec = cfg.instances[name]
+        block = OmegaConf.to_container(cfg.tree[name][spec.server_type][spec.impl], resolve=False)
+        for _, ref in _references(block, name):
+            peer = cfg.instances.get(str(ref["name"]))
+            target = peer.alias_of or peer.name if peer else None
+            if target and target not in nemo and target not in called:
+                called.append(target)
+    return called
+
+
 def uses_ray(cfg: GymConfig, name: str) -> bool:
     """Will this NeMo Gym server call ray.init at start? (0.7.0: unless its class declares ray_enabled = False.)"""
     path = _entrypoint(cfg, name)

@@ -13,6 +13,9 @@ from gymctl.errors import DockerError, GymctlError
 
 DEFAULT_BASE = "gymctl/base:bookworm"
 SUITE = "bookworm"
+# NeMo Gym servers' images: nemo-gym 0.7.0 needs Python 3.13, which Debian trixie has (same packages, same way).
+NEMO_GYM_BASE = "gymctl/base:trixie"
+NEMO_GYM_SUITE = "trixie"
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
 # Documentation and translations are dead weight in a server image.
 SLIM = (

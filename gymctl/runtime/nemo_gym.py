@@ -17,12 +17,15 @@ from omegaconf import OmegaConf
 
 from gymctl.config.model import GYMCTL_KEY, GymConfig, redact
 from gymctl.config.nemo_gym import NemoGymSettings
-from gymctl.errors import StartupError
+from gymctl.errors import ConfigError, StartupError
 from gymctl.server.registration import registration_record
 from gymctl.server.serving import free_port
 
 CONFIG_DICT_ENV = "NEMO_GYM_CONFIG_DICT"
 CONFIG_PATH_ENV = "NEMO_GYM_CONFIG_PATH"
+# Where a NeMo Gym server's peers are when gymctl does not run them beside it (a container stack names each
+# service's address: `name=host:port,...`); NEMO_GYM_CONFIG_DICT carries these.
+PEERS_ENV = "GYMCTL_NEMO_GYM_PEERS"
 # Variables of the calling shell that describe gymctl's own Python or one gymctl server, not a NeMo Gym server.
 _ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "GYMCTL_PORT", "GYMCTL_HOST_URL", "GYMCTL_CONFIG_FILE", "GYMCTL_READY_FD",
              "GYMCTL_AUTH_TOKEN", "GYMCTL_REGISTRATION_TOKEN")  # gymctl registers it: the server never needs a token
@@ -67,15 +70,33 @@ def interpreter(cfg: GymConfig, name: str, settings: NemoGymSettings) -> Path:
     raise StartupError(f"{name} is a NeMo Gym server ({rel}) and its Python is missing; looked for: {looked}; {how}", instance=name)
 
 
+def peer_addresses(value: str | None) -> dict[str, Address]:
+    """GYMCTL_NEMO_GYM_PEERS (`name=host:port,...`) as {name: (host, port)}; ConfigError naming a malformed entry."""
+    out: dict[str, Address] = {}
+    for entry in (value or "").split(","):
+        if not entry.strip():
+            continue
+        name, _, where = entry.strip().partition("=")
+        host, _, port = where.rpartition(":")
+        if not name or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{PEERS_ENV}: {entry.strip()!r} is not name=host:port (e.g. policy_model=policy_model:8000)")
+        out[name] = (host.strip("[]"), int(port))
+    return out
+
+
+def set_port(cfg: GymConfig, name: str, port: int) -> None:
+    """The port `name` listens on, in the config itself (the spec and its block): a NeMo Gym server binds the port its config names."""
+    spec = cfg.instances[name]
+    spec.port = port
+    cfg.tree[name][spec.server_type][spec.impl]["port"] = port
+
+
 def assign_ports(cfg: GymConfig, names: list[str]) -> None:
-    """Give each of `names` that has no port a free one, in the config itself (the spec and its block)."""
+    """Give each of `names` that has no port a free one."""
     for name in names:
         spec = cfg.instances[name]
-        if spec.port:
-            continue
-        spec.port = free_port(spec.host or "127.0.0.1", "NeMo Gym server")  # it binds the port its config names
-        block = cfg.tree[name][spec.server_type][spec.impl]
-        block["port"] = spec.port
+        if not spec.port:
+            set_port(cfg, name, free_port(spec.host or "127.0.0.1", "NeMo Gym server"))
 
 
 def config_dict(cfg: GymConfig, name: str, addresses: dict[str, Address], head: Address, *,

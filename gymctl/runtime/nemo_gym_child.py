@@ -2,8 +2,8 @@
 
 The process gymctl starts is the server itself (`<venv>/bin/python <dir>/app.py`, no wrapper): NeMo Gym servers
 do not register, so gymctl waits for its `GET /` to answer (bounded), registers it with the head under the
-server's own pid, renews the lease while `/` answers (a server that stops answering lapses to unhealthy) and
-deregisters it when it exits. A `Supervisor` restarts it like any other child.
+server's own pid through gymctl's Registrar (the same 401/409 handling and backoff as gymctl's servers), renews
+the lease while `/` answers (a server that stops answering lapses to unhealthy) and deregisters it when it exits. A `Supervisor` restarts it like any other child.
 """
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ from typing import Any
 
 import aiohttp
 
+from gymctl.errors import WaitTimeoutError
+from gymctl.polling import poll_until
 from gymctl.runtime.children import Child, OutputSink
 from gymctl.runtime.nemo_gym import NemoGymLaunch
 from gymctl.server.auth import auth_headers
+from gymctl.server.registration import Registrar
 
 # send(path, json) -> HTTP status (gymctl.server.registration.Sender), made once the child's session exists
 Sender = Callable[[str, dict[str, Any]], Awaitable[int]]
@@ -64,7 +67,7 @@ class NemoGymChild(Child):
     """One NeMo Gym server process, registered at the head by gymctl while its `/` answers."""
 
     def __init__(self, spec: NemoGymLaunch, *, sink: OutputSink, sender: SenderFactory, start_timeout_s: float,
-                 heartbeat_s: float = 2.0, log_path: Path | None = None) -> None:
+                 heartbeat_s: float = 2.0, log_path: Path | None = None, head_url: str = "the head") -> None:
         super().__init__(spec.name, spec.argv, spec.env, sink=sink, log_path=log_path, cwd=str(spec.cwd))
         self.spec = spec
         self.start_timeout_s = start_timeout_s
@@ -74,7 +77,9 @@ class NemoGymChild(Child):
         self._popen: subprocess.Popen[bytes] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._keeper: asyncio.Task[None] | None = None
-        self.registered = asyncio.Event()
+        self.head_url = head_url
+        self.registrar: Registrar | None = None  # once its / answers: registers it and renews its lease
+        self._never = asyncio.Event()
         self.gave_up: str | None = None  # why gymctl stopped it while starting (its / never answered)
 
     # -- process ------------------------------------------------------------------------------
@@ -86,7 +91,7 @@ class NemoGymChild(Child):
         """Start `<python> <dir>/app.py` in the server's directory and a session of its own (its pid is its group)."""
         self._reset()
         self.gave_up = None
-        self.registered = asyncio.Event()
+        self.registrar = None
         r, w = os.pipe()
         try:
             self._popen = subprocess.Popen(
@@ -120,6 +125,16 @@ class NemoGymChild(Child):
         return code
 
     # -- registration on its behalf -------------------------------------------------------------
+    @property
+    def registered(self) -> asyncio.Event:
+        """Set once the head took its registration (this start's)."""
+        return self.registrar.registered if self.registrar is not None else self._never
+
+    @property
+    def refused(self) -> str | None:
+        """Why the head refuses it (wrong token, its address held by another): waiting will not help."""
+        return self.registrar.refused if self.registrar is not None else None
+
     async def answers(self, timeout_s: float = 2.0) -> bool:
         """Does the server's GET / answer (any status: NeMo Gym serves / on every server)?"""
         session = self._session or aiohttp.ClientSession()
@@ -137,34 +152,28 @@ class NemoGymChild(Child):
         return [{**r, "pid": self.pid, "start_time": time.time() - (time.monotonic() - self.started_at)} for r in self.spec.records]
 
     async def _keep_registered(self) -> None:
-        deadline = self.started_at + self.start_timeout_s
-        while not await self.answers(timeout_s=1.0):
-            if not self.running:
-                return
-            if time.monotonic() > deadline:
-                self.gave_up = (f"NotReadyError: {self.name} (pid {self.pid}) did not answer GET {self.spec.url}/ within "
-                                f"{self.start_timeout_s:.0f} s (server_spinup_timeout_seconds); stopping it")
-                self.tail.append(self.gave_up)
-                self.sink.line(self.name, self.gave_up)
-                self.signal_group(signal.SIGTERM)
-                return
-            await asyncio.sleep(0.1)
+        """Wait (bounded) for its GET / to answer, then keep it registered with gymctl's Registrar while / answers."""
+        async def answering_or_gone() -> bool:
+            return not self.running or await self.answers(timeout_s=1.0)
+
+        left = max(self.start_timeout_s - (time.monotonic() - self.started_at), 0.0)
+        try:
+            await poll_until(answering_or_gone, left, 0.1, what=f"{self.name} answering GET {self.spec.url}/")
+        except WaitTimeoutError:
+            self.gave_up = (f"NotReadyError: {self.name} (pid {self.pid}) did not answer GET {self.spec.url}/ within "
+                            f"{self.start_timeout_s:.0f} s (server_spinup_timeout_seconds); stopping it")
+            self.tail.append(self.gave_up)
+            self.sink.line(self.name, self.gave_up)
+            self.signal_group(signal.SIGTERM)
+            return
+        if not self.running:
+            return
         self.url = self.spec.url
-        records = self._records()
-        refused = 0
         assert self._send is not None
-        while self.running:
-            try:
-                if await self.answers(timeout_s=5.0):
-                    statuses = [await self._send("/register", record) for record in records]
-                    if all(status < 300 for status in statuses):
-                        self.registered.set()
-                    elif refused != max(statuses):
-                        refused = max(statuses)
-                        self.sink.note(f"the head refused to register {self.name}: HTTP {refused}")
-            except (TimeoutError, aiohttp.ClientError, OSError):
-                pass  # the head is away: retry at the next beat
-            await asyncio.sleep(self.heartbeat_s if self.registered.is_set() else 0.1)
+        # gymctl's own registration loop: 401/409 said once and clearly, backoff while the head is away; a beat only while / answers.
+        self.registrar = Registrar(self._send, self._records(), interval_s=self.heartbeat_s, head_url=self.head_url,
+                                   alive=lambda: self.answers(timeout_s=5.0))
+        await self.registrar.run()
 
     async def _stop_keeper(self, *, deregister: bool) -> None:
         if self._keeper is not None:
@@ -172,7 +181,5 @@ class NemoGymChild(Child):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeper
             self._keeper = None
-        if deregister and self.registered.is_set() and self._send is not None:
-            for record in self.spec.records:
-                with contextlib.suppress(Exception):  # the head may be gone already; its lease will drop it
-                    await asyncio.wait_for(self._send("/deregister", {"process_name": record["process_name"], "url": record["url"]}), 2)
+        if deregister and self.registrar is not None and self.registrar.registered.is_set():
+            await self.registrar.stop(deregister=True)  # the head may be gone already; its lease will drop it

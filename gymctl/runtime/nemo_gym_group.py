@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import os
 import signal
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from gymctl.config.model import GymConfig
 from gymctl.config.nemo_gym import check_nemo_gym, nemo_gym_settings
-from gymctl.errors import StartupError
+from gymctl.errors import StartupError, WaitTimeoutError
+from gymctl.polling import poll_until
 from gymctl.runtime.addresses import bind_and_advertise
 from gymctl.runtime.children import OutputSink
-from gymctl.runtime.nemo_gym import Address, assign_ports, launch
+from gymctl.runtime.nemo_gym import PEERS_ENV, Address, assign_ports, launch, peer_addresses, set_port
 from gymctl.runtime.nemo_gym_child import NemoGymChild, Sender, SenderFactory, http_sender
 from gymctl.runtime.nemo_gym_ray import SharedRay
 from gymctl.runtime.processes import describe_exit
@@ -47,17 +49,22 @@ def nemo_gym_children(cfg: GymConfig, *, sink: OutputSink, log_dir: str | None, 
         spec = launch(cfg, name, settings, addresses=addresses, head=(cfg.head_host, cfg.head_port), advertise=host,
                       ray_address=ray.address if ray else None)
         out[name] = NemoGymChild(spec, sink=sink, sender=http_sender(cfg.head_url, token), start_timeout_s=settings.start_timeout_s,
-                                 heartbeat_s=run.heartbeat_s, log_path=_log_path(log_dir, name))
+                                 heartbeat_s=run.heartbeat_s, log_path=_log_path(log_dir, name), head_url=cfg.head_url)
     return out
 
 
 async def start_beside(cfg: GymConfig, nemo: list[str], *, served: dict[str, tuple[str, int]], head_url: str, send: Sender,
                        settings: ServerSettings) -> NemoGymGroup:
     """Start the NeMo Gym servers `nemo` of an in-process deployment whose gymctl servers are `served` ({name: (host, port)}
-    as bound); peers served elsewhere are found at their config's address. `send` registers with the head."""
+    as bound); peers served elsewhere are found at their config's address, or where GYMCTL_NEMO_GYM_PEERS says
+    (a container stack). `send` registers with the head. One NeMo Gym server alone (`gymctl serve NAME`) listens
+    on GYMCTL_PORT when it is set (a container's 8000)."""
+    if settings.port and not served and len(nemo) == 1:
+        set_port(cfg, nemo[0], settings.port)
     assign_ports(cfg, nemo)
     addresses: dict[str, Address] = {n: (s.host or "127.0.0.1", int(s.port or 0)) for n, s in cfg.instances.items() if not s.alias_of}
     addresses.update(served)
+    addresses.update({n: a for n, a in peer_addresses(os.environ.get(PEERS_ENV)).items() if n not in nemo})
     head = urlsplit(head_url)
     head_at = (head.hostname or cfg.head_host, head.port or cfg.head_port)
     advertise = {n: bind_and_advertise(cfg.instances[n].host, settings.bind_host, settings.advertise_host, head_host=head_at[0], head_port=head_at[1])[1]
@@ -94,7 +101,8 @@ class NemoGymGroup:
             for name in nemo:
                 spec = launch(cfg, name, settings, addresses=addresses, head=head, advertise=advertise[name], bind_host=bind_host,
                               ray_address=ray.address if ray else None, host_url=host_url)
-                children.append(NemoGymChild(spec, sink=sink, sender=sender, start_timeout_s=settings.start_timeout_s, heartbeat_s=heartbeat_s))
+                children.append(NemoGymChild(spec, sink=sink, sender=sender, start_timeout_s=settings.start_timeout_s, heartbeat_s=heartbeat_s,
+                                             head_url=f"http://{head[0]}:{head[1]}"))
         except BaseException:
             if ray:
                 await ray.stop()
@@ -112,24 +120,27 @@ class NemoGymGroup:
             self.sink.note(f"{child.name} (pid {child.pid}) exited with {describe_exit(code)}")
 
     async def wait_ready(self, timeout_s: float | None = None) -> None:
-        """Until every server is registered; StartupError (with its log tail) for one that exits or never answers first."""
+        """Until every server is registered; StartupError (with its log tail) for one that exits, never answers or is refused first."""
         timeout_s = timeout_s or max(c.start_timeout_s for c in self.children) + 5.0
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def all_registered() -> bool:
             for child in self.children:
+                if child.refused:
+                    raise StartupError(f"{child.name}: {child.refused}", instance=child.name)
                 if not child.running and not child.registered.is_set():
                     reason = child.gave_up or child.last_error_line()
                     raise StartupError(
                         f"{child.name} exited with {describe_exit(child.returncode)} while starting" + (f": {reason}" if reason else ""),
                         instance=child.name, exit_code=child.returncode, log_tail="\n".join(child.tail),
                     )
-            if all(c.registered.is_set() for c in self.children):
-                return
-            if time.monotonic() > deadline:
-                slow = [c.name for c in self.children if not c.registered.is_set()]
-                raise StartupError(f"NeMo Gym server(s) not registered after {timeout_s:.0f} s: {', '.join(slow)}", instance=slow[0],
-                                   log_tail="\n".join(line for c in self.children if c.name in slow for line in list(c.tail)[-10:]))
-            await asyncio.sleep(0.05)
+            return all(c.registered.is_set() for c in self.children)
+
+        def too_slow() -> StartupError:
+            slow = [c.name for c in self.children if not c.registered.is_set()]
+            return StartupError(f"NeMo Gym server(s) not registered after {timeout_s:.0f} s: {', '.join(slow)}", instance=slow[0],
+                                log_tail="\n".join(line for c in self.children if c.name in slow for line in list(c.tail)[-10:]))
+
+        await poll_until(all_registered, timeout_s, 0.05, what="NeMo Gym servers registered", on_timeout=too_slow)
 
     async def stop(self) -> None:
         """SIGTERM every server's process group, SIGKILL after the grace period; deregistered as each exits."""
@@ -137,9 +148,8 @@ class NemoGymGroup:
         for child in self.children:
             if child.running:
                 child.signal_group(signal.SIGTERM)
-        deadline = time.monotonic() + GRACE_S
-        while any(c.running for c in self.children) and time.monotonic() < deadline:  # noqa: ASYNC110 -- each watcher clears .running
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(WaitTimeoutError):  # each watcher clears .running as its server exits
+            await poll_until(lambda: not any(c.running for c in self.children), GRACE_S, 0.05, what="NeMo Gym servers stopped")
         for child in self.children:
             child.signal_group(signal.SIGKILL)
         await asyncio.gather(*self._watchers, return_exceptions=True)

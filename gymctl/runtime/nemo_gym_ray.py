@@ -10,6 +10,7 @@ A `ray_head_node_address` in the config is used as it is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -18,7 +19,8 @@ import time
 
 from gymctl.config.model import GymConfig
 from gymctl.config.nemo_gym import NemoGymSettings, uses_ray
-from gymctl.errors import StartupError
+from gymctl.errors import StartupError, WaitTimeoutError
+from gymctl.polling import poll_until_sync
 
 START_TIMEOUT_S = 90.0
 _ADDRESS = re.compile(rb"^gymctl-ray-address (\S+)$", re.MULTILINE)
@@ -28,6 +30,10 @@ _HOLDER = (
     "print('gymctl-ray-address', ray.get_runtime_context().gcs_address, flush=True)\n"
     "sys.stdin.read()\n"  # until gymctl closes the pipe (or kills the group)
 )
+
+
+class _HolderExited(Exception):
+    """The holder process ended before printing the cluster's address."""
 
 
 class SharedRay:
@@ -51,21 +57,23 @@ class SharedRay:
         proc = subprocess.Popen([str(python), "-c", _HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
         assert proc.stdout is not None
-        out = b""
-        deadline = time.monotonic() + START_TIMEOUT_S
+        out = bytearray()
         os.set_blocking(proc.stdout.fileno(), False)
-        while time.monotonic() < deadline:
-            chunk = proc.stdout.read() or b""
-            out += chunk
+
+        def address() -> str | None:
+            out.extend(proc.stdout.read() or b"")  # type: ignore[union-attr]
             m = _ADDRESS.search(out)
             if m:
-                return cls(proc, m.group(1).decode())
+                return m.group(1).decode()
             if proc.poll() is not None:
-                break
-            time.sleep(0.1)
+                raise _HolderExited
+            return None
+
+        with contextlib.suppress(WaitTimeoutError, _HolderExited):
+            return cls(proc, poll_until_sync(address, START_TIMEOUT_S, 0.1, what="the shared Ray cluster"))
         exited = proc.poll()
         cls(proc, "").kill()
-        lines = out.decode(errors="replace").splitlines()
+        lines = bytes(out).decode(errors="replace").splitlines()
         what = f"exited with code {exited}: {lines[-1] if lines else 'no output'}" if exited is not None else f"did not start within {START_TIMEOUT_S:.0f} s"
         raise StartupError(f"the shared Ray cluster for {', '.join(needing)} (their classes do not declare ray_enabled = False) {what} "
                            f"(on {python}); set ray_head_node_address to a running cluster, or install ray in that venv",

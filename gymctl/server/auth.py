@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gymctl.server.trusted_networks import TrustedNetworks
 
 PROBE_PATHS = frozenset({"/", "/health", "/livez", "/healthz", "/readyz"})
 TOKEN_ENV = "GYMCTL_AUTH_TOKEN"
@@ -40,10 +43,11 @@ def _reject_body(reason: str) -> bytes:
 class BearerAuthMiddleware:
     """Pure ASGI middleware: 401 with a one-line reason unless the bearer token matches (constant time)."""
 
-    def __init__(self, app: Any, token: str, exempt: frozenset[str] = PROBE_PATHS) -> None:
+    def __init__(self, app: Any, token: str, exempt: frozenset[str] = PROBE_PATHS, trusted: TrustedNetworks | None = None) -> None:
         self.app = app
         self._expected = _digest(token.encode())
         self.exempt = exempt
+        self.trusted = trusted  # callers on the stack's private network (NeMo Gym servers send no token)
 
     def __repr__(self) -> str:  # never the token, not even its digest
         return f"BearerAuthMiddleware({self.app!r})"
@@ -61,6 +65,10 @@ class BearerAuthMiddleware:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        if self.trusted is not None and client and self.trusted.trusts(client[0]):
             await self.app(scope, receive, send)
             return
         header = next((value for name, value in scope["headers"] if name == b"authorization"), None)

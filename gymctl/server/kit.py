@@ -74,7 +74,11 @@ def add_health_routes(app: FastAPI, kit: ServerKit) -> None:
     install_server_metrics(app, kit.instance, kit.server_type, kit.impl)  # /metrics; in-process calls counted too
 
 
-def wrap_app(app: Any, token: str | None) -> Any:
+def wrap_app(app: Any, token: str | None, *, head: bool = False) -> Any:
     """The ASGI app as served: admission control (gymctl.server.admission) outermost, then the body-size limit
-    (gymctl.server.limits), auth in front when a token is set."""
-    return admitted_app(limited_app(BearerAuthMiddleware(app, token, open_paths(PROBE_PATHS)) if token else app))  # 503 + Retry-After at the limit
+    (gymctl.server.limits), auth in front when a token is set (a server's, not the head's, open to its trusted networks)."""
+    if not token:
+        return admitted_app(limited_app(app))  # 503 + Retry-After at the limit
+    from gymctl.server.trusted_networks import trusted_networks  # GYMCTL_AUTH_TRUSTED_NETWORKS: peers of NeMo Gym servers
+
+    return admitted_app(limited_app(BearerAuthMiddleware(app, token, open_paths(PROBE_PATHS), trusted=None if head else trusted_networks())))

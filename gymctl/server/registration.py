@@ -44,8 +44,10 @@ def registration_record(
 class Registrar:
     """Keeps a set of records registered: heartbeats every `interval_s`; re-registers after a head restart."""
 
-    def __init__(self, send: Sender, records: list[dict[str, Any]], *, interval_s: float = 2.0, head_url: str = "") -> None:
+    def __init__(self, send: Sender, records: list[dict[str, Any]], *, interval_s: float = 2.0, head_url: str = "",
+                 alive: Callable[[], Awaitable[bool]] | None = None) -> None:
         self.send = send
+        self.alive = alive  # registering on another process's behalf: beat only while it answers (else its lease lapses)
         self.records = records
         self.interval_s = interval_s
         self.head_url = head_url
@@ -58,6 +60,9 @@ class Registrar:
 
     async def beat(self) -> bool:
         """Register or renew every record once; True if the head took them all."""
+        if self.alive is not None and not await self.alive():
+            self.last_error = "the server does not answer"
+            return False
         try:
             for record in self.records:
                 status = await self.send("/register", record)
