@@ -185,8 +185,9 @@ async def start(
             advertise = binds[name][1]
             url = f"http://{_url_host(advertise)}:{port}"
             wrapped = wrap_app(apps[name], token)
-            local[name] = DirectApp(wrapped)  # in-process calls: the served app's admission, limits and auth, then straight to the route
-            server = make_server(wrapped, log_level=settings.log_level)
+            # In-process calls and the socket's: the served app's admission, limits and auth, then straight to the route.
+            local[name] = direct = DirectApp(wrapped)
+            server = make_server(direct, log_level=settings.log_level)
             rs = RunningServer(name, url, port, server)
             rs.task = asyncio.create_task(server.serve(sockets=[sockets.pop(name)]))
             dep.servers[name] = rs

@@ -150,11 +150,59 @@ class DirectApp:
         return f"DirectApp({self.served!r})"
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await self.served(scope, receive, send)
+        """As served over a socket: a whole request with a declared length to a checked static route goes straight to the
+        route (after the same admission, limit and auth checks); anything else, and a busy server's 503, through the
+        served stack, which also checks each route against FastAPI's matching the first time."""
+        entry = self._entry(scope["method"], scope["path"]) if scope["type"] == "http" and not scope["query_string"] else None
+        if entry is None or not entry.checked:
+            await self.served(scope, receive, send)
+            if entry is not None:
+                self._learn(entry, scope)
+            return
+        size = -1
+        headers = []
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                size = int(value) if value.isdigit() else -1
+            else:
+                headers.append((name, value))
+        admission = self.admission
+        if size < 0 or (self.body_limit is not None and size > self.body_limit.max_bytes) or (
+                admission is not None and admission.in_flight >= admission.limit):
+            await self.served(scope, receive, send)  # chunked, too large, busy: the served middleware answers
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left before its body was whole
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        status, out, data = await self.request(scope["method"], scope["path"], b"".join(chunks), headers, client=scope.get("client"))
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": data})
+
+    def _entry(self, method: str, path: str) -> _Route | None:
+        if self.app is None:
+            return None
+        if self.table is None:
+            self.table = _static_routes(self.app) or {}
+        return self.table.get((method, path))
+
+    def _learn(self, entry: _Route, scope: dict[str, Any]) -> None:
+        """After a call through the full stack: did FastAPI pick the table's route? Then later calls skip the stack."""
+        if entry.checked or "route" not in scope:
+            return
+        if scope["route"] is entry.route:
+            entry.checked = True
+        else:
+            assert self.table is not None
+            self.table[(scope["method"], scope["path"])] = None  # type: ignore[assignment]
 
     async def request(self, method: str, path: str, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None,
-                      query: bytes = b"") -> Reply:
-        """(status, headers, body) as the served app would answer this request over HTTP."""
+                      query: bytes = b"", *, client: tuple[str, int] | None = None) -> Reply:
+        """(status, headers, body) as the served app would answer this request over HTTP (`headers` without content-length)."""
         from gymctl.server.asgi_dispatch import asgi_request
 
         app = self.app
@@ -171,31 +219,27 @@ class DirectApp:
             admission.admitted += 1
             if admission.in_flight > admission.peak:
                 admission.peak = admission.in_flight
+        peer = client or _CLIENT
         try:
             if self.body_limit is not None and len(body) > self.body_limit.max_bytes:
-                return await asgi_request(self.body_limit, method, path, body, headers, query)  # its 413, as served
+                return await asgi_request(self.body_limit, method, path, body, headers, query, scope=_scope(method, path, body, headers, query, peer))  # its 413
             auth = self.auth
-            if auth is not None and path not in auth.exempt and not (auth.trusted is not None and auth.trusted.trusts(_CLIENT[0])):
+            if auth is not None and path not in auth.exempt and not (auth.trusted is not None and auth.trusted.trusts(peer[0])):
                 header = next((v for k, v in headers if k == b"authorization"), None)
                 if auth.check(header) is not None:
-                    return await asgi_request(auth, method, path, body, headers, query)  # its 401, as served
-            if self.table is None:
-                self.table = _static_routes(app) or {}
-            entry = self.table.get((method, path))
+                    return await asgi_request(auth, method, path, body, headers, query, scope=_scope(method, path, body, headers, query, peer))  # its 401
+            entry = self._entry(method, path)
             if entry is None or not entry.checked or query:
-                status, out, data, scope = await _full(app, method, path, body, headers, query)
-                if entry is not None and not entry.checked:
-                    if scope.get("route") is entry.route:
-                        entry.checked = True
-                    else:  # FastAPI picked another route than the table: this key always takes the full path
-                        self.table[(method, path)] = None  # type: ignore[assignment]
+                status, out, data, scope = await _full(app, method, path, body, headers, query, peer)
+                if entry is not None:
+                    self._learn(entry, scope)  # FastAPI picked another route than the table: this key always takes the full path
                 return status, out, data
-            return await self._route(entry, method, path, body, headers)
+            return await self._route(entry, method, path, body, headers, peer)
         finally:
             if counted:
                 admission.in_flight -= 1
 
-    async def _route(self, entry: _Route, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> Reply:
+    async def _route(self, entry: _Route, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]], peer: tuple[str, int]) -> Reply:
         m = self.metrics
         started = time.perf_counter()
         status = 500
@@ -206,7 +250,7 @@ class DirectApp:
         if m is not None:
             m.inflight += 1
         try:
-            reply = await self._handle(entry, method, path, body, headers)
+            reply = await self._handle(entry, method, path, body, headers, peer)
             status = reply[0]
             return reply
         finally:
@@ -218,7 +262,7 @@ class DirectApp:
             if token is not None:
                 self.request_ids.leave(token)
 
-    async def _handle(self, entry: _Route, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> Reply:
+    async def _handle(self, entry: _Route, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]], peer: tuple[str, int]) -> Reply:
         from fastapi import Request
         from fastapi.exceptions import StarletteHTTPException as HTTPException  # type: ignore[attr-defined]  # Starlette's: every HTTPException
 
@@ -232,7 +276,7 @@ class DirectApp:
                 return {"type": "http.request", "body": body, "more_body": False}
             return {"type": "http.disconnect"}
 
-        scope = _scope(method, path, body, headers, b"")
+        scope = _scope(method, path, body, headers, b"", peer)
         scope.update(app=app, router=app.router, route=entry.route, endpoint=entry.route.endpoint, path_params={})
         request = Request(scope, receive)
         try:
@@ -313,7 +357,7 @@ async def _rendered(response: Any, scope: dict[str, Any], receive: Any) -> Reply
     return status, out, b"".join(chunks)
 
 
-def _scope(method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]], query: bytes) -> dict[str, Any]:
+def _scope(method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]], query: bytes, peer: tuple[str, int] = _CLIENT) -> dict[str, Any]:
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -325,17 +369,17 @@ def _scope(method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes
         "query_string": query,
         "root_path": "",
         "headers": [(b"content-length", str(len(body)).encode()), *headers],
-        "client": _CLIENT,
+        "client": peer,
         "server": _CLIENT,
         "state": {},
     }
 
 
 async def _full(app: Any, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]],
-                query: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes, dict[str, Any]]:
+                query: bytes, peer: tuple[str, int]) -> tuple[int, list[tuple[bytes, bytes]], bytes, dict[str, Any]]:
     """The full ASGI path through `app`; also the scope, so the caller sees the route FastAPI picked."""
     from gymctl.server.asgi_dispatch import asgi_request
 
-    scope = _scope(method, path, body, headers, query)
+    scope = _scope(method, path, body, headers, query, peer)
     status, out, data = await asgi_request(app, method, path, body, headers, query, scope=scope)
     return status, out, data, scope

@@ -194,3 +194,25 @@ async def test_server_client_waits_out_a_busy_in_process_server(served: Served):
     assert r.status == 200 and r.json()["city"] == "Oslo"
     assert [h.status for h in await asyncio.gather(*held)] == [200, 200]
     await client.close()
+
+
+async def test_served_over_a_socket_it_answers_as_the_full_stack_does(served: Served):
+    """DirectApp is also what uvicorn serves (gymctl.runtime.inprocess): the same replies as the plain stack over HTTP."""
+    sock = bind_socket("127.0.0.1", 0, "test")
+    server = make_server(served.direct)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    direct_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        for name, method, path, body, headers in CASES:
+            plain = await over_http(served.url, method, path, body, headers)
+            for _ in range(2):  # the first call of a route goes through the stack and checks FastAPI's choice
+                assert await over_http(direct_url, method, path, body, headers) == plain, name
+        table = served.direct.table
+        assert table is not None and table[("POST", "/get_weather")].checked
+        assert served.app.state.metrics.http.counts[("/get_weather", "POST", 200)] == 3
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await task
