@@ -7,8 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from gymctl.server.auth import TOKEN_ENV
-
+TOKEN_ENV = "GYMCTL_AUTH_TOKEN"  # gymctl.server.auth's (not imported here: the CLI starts without the server stack)
 CA_ENV = "GYMCTL_TLS_CA_FILE"
 
 

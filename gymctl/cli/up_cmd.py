@@ -28,8 +28,8 @@ from gymctl.cli.render_cmd import (
     warn,
     write_file,
 )
+from gymctl.cli.stack_access import TOKEN_ENV
 from gymctl.errors import UsageError
-from gymctl.server.auth import TOKEN_ENV
 
 if TYPE_CHECKING:
     from gymctl.compose.render import RenderedStack
