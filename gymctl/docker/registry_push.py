@@ -47,11 +47,22 @@ def push_images(client: Any, images: list[str], registry: str, *, progress: Call
         except APIError as e:
             error = str(e.explanation or e)
         if error or not digest:
-            raise DockerError(f"pushing {remote} failed: {error or 'the registry gave no digest'}; is the registry up "
-                              f"(`curl http://{registry}/v2/`, `gymctl cluster ls`)?", argv=["docker", "push", remote], stderr=error)
+            raise DockerError(f"pushing {remote} failed: {error or 'the registry gave no digest'}; {_hint(error, registry)}",
+                              argv=["docker", "push", remote], stderr=error)
         out.append(PushedImage(image, remote, digest, time.monotonic() - t0))
         progress(f"{remote}: {digest}")
     return out
+
+
+UNREACHED = ("connection refused", "no such host", "dial tcp", "i/o timeout", "timeout", "eof", "no route to host", "server gave http response")
+
+
+def _hint(error: str, registry: str) -> str:
+    """What to do: a registry that was not reached, or one that answered no."""
+    if not error or any(m in error.lower() for m in UNREACHED):
+        return f"is the registry up (`curl http://{registry}/v2/`, `gymctl cluster ls`)?"
+    return (f"the registry refused it (its answer above): `docker login {registry}` if it needs credentials, "
+            "or push where this account may write (--registry HOST:PORT)")
 
 
 def push_endpoint(registry: str) -> str:

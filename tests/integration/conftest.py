@@ -133,6 +133,8 @@ def example_images() -> list:
     """The example's images (both topologies), built once; the base image first if the engine lacks it."""
     if docker_unusable():
         pytest.skip(f"needs Docker: {docker_unusable()}")
+    from docker.errors import APIError
+
     from gymctl.compose.images import image_units
     from gymctl.config import load_config
     from gymctl.docker.base_image import base_image_exists, build_base_image
@@ -141,7 +143,14 @@ def example_images() -> list:
     if not base_image_exists():
         build_base_image()
     cfg = load_config([EXAMPLE_CONFIG, SCRIPTED_CONFIG], cwd=REPO)
-    return build_images(image_units(cfg))
+    for attempt in range(3):
+        try:
+            return build_images(image_units(cfg))
+        except APIError as e:  # another session's build pruned at the same moment: the images are built, try again
+            if "prune operation is already running" not in str(e) or attempt == 2:
+                raise
+            time.sleep(5)
+    raise AssertionError("unreachable")
 
 
 def collect(st: StackUnderTest, out: Path, repeats: int = 2) -> list[dict]:
