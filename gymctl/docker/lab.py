@@ -66,9 +66,11 @@ def create_lab(nodes: int = 2, *, gpu_nodes: int = 0, gpus_per_node: int = 0, sw
     _validate(nodes, gpu_nodes, gpus_per_node, swarm)
     t0 = time.monotonic()
     client = engine_client()
-    if client.containers.list(all=True, filters={"label": ln.LABEL_CLUSTER}) or client.networks.list(filters={"label": ln.LABEL_CLUSTER}):
-        raise LabExistsError(f"a lab is already up ({', '.join(c.name for c in client.containers.list(all=True, filters={'label': ln.LABEL_CLUSTER}))}); "
-                             "`gymctl cluster ls` shows it, `gymctl cluster delete` removes it")
+    flt = {"label": ln.LABEL_CLUSTER}
+    there = ([c.name for c in client.containers.list(all=True, filters=flt)] + [n.name for n in client.networks.list(filters=flt)]
+             + [v.name for v in client.volumes.list(filters=flt)])  # a node volume left over would bring back its old engine
+    if there:
+        raise LabExistsError(f"a lab is already up ({', '.join(there)}); `gymctl cluster ls` shows it, `gymctl cluster delete` removes it")
     for spec in (NODE_SPEC, REGISTRY_SPEC):
         progress(spec.tag, "preparing image")
         r = ensure_lab_image(spec)

@@ -18,6 +18,9 @@ REGISTRY_PORT = 5000
 ENGINE_PORT = 2375
 # Debian's default config asks for htpasswd auth; the lab's registry is a private, unauthenticated one.
 REGISTRY_CONFIG = "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/docker-registry\n  delete:\n    enabled: true\nhttp:\n  addr: :5000\n"
+# A node's engine keeps its images and containers on a Docker volume of this machine's disk (overlay2 works on it;
+# on a tmpfs, vfs copied every layer of every image and container into memory and filled up during rolling updates).
+STORAGE_DRIVER = "overlay2"
 # What Docker-in-Docker needs where --privileged is refused (checked on this machine kind; DESIGN.md).
 CAPS = ("SYS_ADMIN", "NET_ADMIN", "NET_RAW", "MKNOD")
 SECURITY_OPT = ("seccomp=unconfined", "apparmor=unconfined")
@@ -25,6 +28,11 @@ SECURITY_OPT = ("seccomp=unconfined", "apparmor=unconfined")
 
 def node_name(i: int) -> str:
     return f"{PREFIX}-node{i}"
+
+
+def storage_volume(node: str) -> str:
+    """The Docker volume holding a node's /var/lib/docker (removed with the lab)."""
+    return f"{node}-docker"
 
 
 @dataclass
@@ -40,7 +48,7 @@ class NodeSpec:
         return node_name(self.index)
 
     def dockerd_argv(self) -> list[str]:
-        argv = ["dockerd", "--storage-driver=vfs", "--tls=false", "-H", f"tcp://0.0.0.0:{ENGINE_PORT}",
+        argv = ["dockerd", f"--storage-driver={STORAGE_DRIVER}", "--tls=false", "-H", f"tcp://0.0.0.0:{ENGINE_PORT}",
                 "-H", "unix:///var/run/docker.sock", "--insecure-registry", f"{REGISTRY_NAME}:{REGISTRY_PORT}"]
         for j in range(self.gpus):
             argv += ["--node-generic-resource", f"NVIDIA-GPU=GPU-fake{j}"]
@@ -52,12 +60,14 @@ def labels(cluster: str, role: str) -> dict[str, str]:
 
 
 def run_node(client: Any, spec: NodeSpec, image: str, cluster: str, *, privileged: bool) -> Any:
-    """`docker run -d` of one node on the lab network: the caps recipe, or --privileged on an ordinary host."""
+    """`docker run -d` of one node on the lab network: the caps recipe, or --privileged on an ordinary host; its engine's
+    storage on a fresh volume of its own."""
     isolation: dict[str, Any] = {"privileged": True} if privileged else {"cap_add": list(CAPS), "security_opt": list(SECURITY_OPT)}
+    volume = client.volumes.create(storage_volume(spec.name), labels=labels(cluster, "storage"))
     return client.containers.run(
         image, spec.dockerd_argv(), name=spec.name, hostname=spec.name, network=NETWORK, detach=True,
         labels={**labels(cluster, "node"), f"{LABEL_CLUSTER}.index": str(spec.index)},
-        tmpfs={"/var/lib/docker": "exec"}, volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+        volumes={volume.name: {"bind": "/var/lib/docker", "mode": "rw"}, "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
         **isolation,
     )
 

@@ -63,7 +63,9 @@ def test_create_starts_the_nodes_and_their_contexts(lab):
     assert context_host("gymctl-lab") == f"tcp://{lab['nodes'][0]['address']}:2375"
     r = docker_on("gymctl-lab-node2", "info", "--format", "{{.Name}} {{.Driver}}")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["gymctl-lab-node2", "vfs"]  # its own engine, not the machine's
+    assert r.stdout.split() == ["gymctl-lab-node2", "overlay2"]  # its own engine, not the machine's
+    # Each engine's storage is a volume on this machine's disk (not a tmpfs: images and rolled containers fill memory).
+    assert sorted(traces()["volumes"]) == ["gymctl-lab-node1-docker", "gymctl-lab-node2-docker", "gymctl-lab-node3-docker"]
 
 
 def test_swarm_spans_the_nodes_and_node1_advertises_fake_gpus(lab):
@@ -166,7 +168,7 @@ def test_per_host_compose_files_on_three_lab_nodes_collect_1000_rollouts(lab, tm
 def test_delete_leaves_no_trace(lab):
     r = gymctl("cluster", "delete")
     assert r.returncode == 0, r.stderr
-    assert "4 containers" in r.stderr and "4 contexts" in r.stderr
+    assert "4 containers" in r.stderr and "3 volumes" in r.stderr and "4 contexts" in r.stderr
     assert traces() == {"containers": [], "networks": [], "volumes": [], "contexts": []}
     r = gymctl("cluster", "ls")
     assert "no lab is up" in r.stderr

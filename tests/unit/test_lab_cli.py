@@ -29,6 +29,7 @@ def test_bad_lab_shapes_are_usage_errors(args):
 def test_a_gpu_node_advertises_its_fake_gpus_and_trusts_the_lab_registry():
     argv = NodeSpec(1, gpus=2).dockerd_argv()
     assert argv[argv.index("--insecure-registry") + 1] == "gymctl-lab-registry:5000"
+    assert "--storage-driver=overlay2" in argv  # on its disk-backed volume; vfs copied every layer
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "--node-generic-resource"] == ["NVIDIA-GPU=GPU-fake0", "NVIDIA-GPU=GPU-fake1"]
     assert "--node-generic-resource" not in NodeSpec(2).dockerd_argv()
 
