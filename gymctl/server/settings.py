@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
@@ -84,11 +85,29 @@ class ServerSettings(BaseSettings):
 
     @classmethod
     def from_env(cls, **explicit: Any) -> ServerSettings:
-        """The environment under `explicit` arguments; a malformed GYMCTL_* value is a ConfigError, not a traceback."""
+        """The environment under `explicit` arguments; a malformed GYMCTL_* value is a ConfigError, not a traceback.
+
+        Without arguments, one parse per distinct GYMCTL_* environment (each a copy): a served app's kit, metrics,
+        limits, admission and log format each ask, and a parse costs milliseconds at start-up.
+        """
+        key = None
+        if not explicit:
+            key = (cls, tuple(sorted((k, v) for k, v in os.environ.items() if k[:7].upper() == "GYMCTL_")))
+            cached = _PARSED.get(key)
+            if cached is not None:
+                return cached.model_copy()
         try:
-            return cls(**explicit)
+            parsed = cls(**explicit)
         except ValidationError as e:
             from gymctl.errors import ConfigError
 
             problems = "; ".join(f"GYMCTL_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors())
             raise ConfigError(f"{problems} (unset it or give a valid value)", source="environment") from None
+        if key is not None:
+            if len(_PARSED) >= 32:  # tests change the environment often: keep the few latest
+                _PARSED.clear()
+            _PARSED[key] = parsed.model_copy()
+        return parsed
+
+
+_PARSED: dict[tuple[type, tuple[tuple[str, str], ...]], ServerSettings] = {}
