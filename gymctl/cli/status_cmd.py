@@ -150,7 +150,7 @@ def status(
     url = head_url_from(head, config, sets, overrides, project)
     token = auth_token()
     if watch:
-        sys.exit(_watch(url, token, expect, interval))
+        _leave(_watch(url, token, expect, interval))
     st = run_loop(fetch_status(url, token=token, expect=expect))
     if as_json:
         import json
@@ -162,7 +162,22 @@ def status(
         con = Console() if sys.stdout.isatty() else Console(width=200)
         con.print(_summary(st), highlight=False)
         con.print(_table(st))
-    sys.exit(0 if st.ok else 1)
+    _leave(0 if st.ok else 1)
+
+
+def _leave(code: int) -> None:
+    """Exit with `code`, the heap frozen first: the interpreter's collections at exit then skip it.
+
+    Measured here: exiting after a watch took 0.35-1.3 s of CPU on a quiet machine (the collections over the ~75,000
+    objects of the CLI, rich, aiohttp and pydantic while modules are torn down), so past 10 s once the 2 cores were
+    loaded -- Ctrl-C seemed ignored; frozen, 0.01-0.16 s. Nothing here needs those objects finalized: output is flushed.
+    """
+    import gc
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    gc.freeze()
+    sys.exit(code)
 
 
 def register(app: typer.Typer) -> None:
