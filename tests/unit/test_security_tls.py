@@ -141,8 +141,9 @@ def test_the_stack_record_hands_status_and_collect_the_token_and_ca(tmp_path, mo
     from gymctl.docker.stack_state import forget, stack_dir
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("GYMCTL_AUTH_TOKEN", raising=False)
-    monkeypatch.delenv("GYMCTL_TLS_CA_FILE", raising=False)
+    for name in ("GYMCTL_AUTH_TOKEN", "GYMCTL_TLS_CA_FILE"):  # use_stack sets them: undone after the test (setenv records them unset)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     token, path = stack_token("s1", no_auth=False)
     assert len(token) >= 40 and stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(stack_dir("s1")).st_mode) == 0o700
