@@ -31,16 +31,64 @@ Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
 _CLIENT = ("127.0.0.1", 0)  # what an in-process caller is (asgi_request says the same)
 _PLAIN_500: Reply = (500, [(b"content-length", b"21"), (b"content-type", b"text/plain; charset=utf-8")], b"Internal Server Error")
 
+# FastAPI's names, bound once by the first DirectApp (importing this module stays light; an
+# import statement in a per-call function runs importlib's fromlist handling every call: ~5% of an in-process call's CPU).
+Request: Any = None
+Response: Any = None
+JSONResponse: Any = None
+HTTPException: Any = None
+jsonable_encoder: Any = None
+
+
+def _bind() -> None:
+    global Request, Response, JSONResponse, HTTPException, jsonable_encoder
+    if Request is None:
+        from fastapi import Request, Response
+        from fastapi.encoders import jsonable_encoder
+        from fastapi.exceptions import StarletteHTTPException as HTTPException  # type: ignore[attr-defined]  # Starlette's: every HTTPException
+        from fastapi.responses import JSONResponse
+
 
 class _Route:
-    """One static API route: the route object FastAPI puts in the scope and its request handler."""
+    """One static API route: the route object FastAPI puts in the scope, its request handler, and its endpoint when
+    that handler would do nothing but hand the endpoint the Request (`endpoint`, `request_param`)."""
 
-    __slots__ = ("checked", "handler", "route")
+    __slots__ = ("checked", "endpoint", "handler", "request_param", "route")
 
-    def __init__(self, route: Any, handler: Any) -> None:
+    def __init__(self, route: Any, handler: Any, effective: Any = None) -> None:
         self.route = route
         self.handler = handler
         self.checked = False  # the first call goes through FastAPI's own matching, which must pick this route
+        self.endpoint, self.request_param = _request_only(effective if effective is not None else route)
+
+
+def _request_only(route: Any) -> tuple[Any, str]:
+    """(endpoint, its Request parameter's name) when FastAPI's handler for `route` would only build the Request, call the
+    endpoint with it and pass its Response on: `async def f(request: Request) -> Response` with no other parameter,
+    dependency, response model, status code or response class (a server's /run, /verify, model calls); else (None, "").
+
+    For those the handler's body reading, dependency solving and exit stacks do nothing; skipping them is most of what an
+    in-process call costs beyond the endpoint itself."""
+    import inspect
+
+    from fastapi.datastructures import DefaultPlaceholder
+    from fastapi.responses import JSONResponse
+
+    d = getattr(route, "dependant", None)
+    call = getattr(d, "call", None)
+    if d is None or call is None or d.request_param_name is None:
+        return None, ""
+    others = (d.path_params, d.query_params, d.header_params, d.cookie_params, d.body_params, d.dependencies)
+    names = (d.websocket_param_name, d.http_connection_param_name, d.response_param_name, d.background_tasks_param_name,
+             d.security_scopes_param_name)
+    if any(others) or any(names) or not inspect.iscoroutinefunction(call):
+        return None, ""
+    response_class = getattr(route, "response_class", None)
+    if (getattr(route, "response_field", None) is not None or getattr(route, "status_code", None) is not None
+            or getattr(route, "is_json_stream", False) or getattr(route, "stream_item_field", None) is not None
+            or not (isinstance(response_class, DefaultPlaceholder) and response_class.value is JSONResponse)):
+        return None, ""
+    return call, d.request_param_name
 
 
 def _static_routes(app: Any) -> dict[tuple[str, str], _Route] | None:
@@ -54,11 +102,11 @@ def _static_routes(app: Any) -> dict[tuple[str, str], _Route] | None:
         return None
     table: dict[tuple[str, str], _Route] = {}
 
-    def add(path: str, methods: Any, route: Any, handler: Any, convertors: Any, max_body: Any) -> None:
+    def add(path: str, methods: Any, route: Any, handler: Any, convertors: Any, max_body: Any, effective: Any = None) -> None:
         if convertors or max_body is not None or not isinstance(path, str):
             return
         for method in methods or ():
-            table.setdefault((method, path), _Route(route, handler))
+            table.setdefault((method, path), _Route(route, handler, effective))
 
     def walk(routes: list[Any]) -> None:
         for rt in routes:
@@ -74,7 +122,7 @@ def _static_routes(app: Any) -> dict[tuple[str, str], _Route] | None:
                             handler = ctx.original_route.get_route_handler()  # type: ignore[attr-defined]
                         finally:
                             _effective_route_context_var.reset(token)
-                        add(ctx.path, ctx.methods, ctx.original_route, handler, ctx.param_convertors, ctx.max_body_size)
+                        add(ctx.path, ctx.methods, ctx.original_route, handler, ctx.param_convertors, ctx.max_body_size, ctx)
 
     try:
         walk(list(app.router.routes))
@@ -102,6 +150,7 @@ class DirectApp:
         from gymctl.server.logformat import RequestIdMiddleware
         from gymctl.server.metrics import MetricsMiddleware
 
+        _bind()
         self.served = served
         self.admission: Any = None
         self.max_bytes: int | None = None
@@ -203,11 +252,9 @@ class DirectApp:
     async def request(self, method: str, path: str, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None,
                       query: bytes = b"", *, client: tuple[str, int] | None = None) -> Reply:
         """(status, headers, body) as the served app would answer this request over HTTP (`headers` without content-length)."""
-        from gymctl.server.asgi_dispatch import asgi_request
-
         app = self.app
         if app is None:
-            return await asgi_request(self.served, method, path, body, headers, query)
+            return await _asgi(self.served, method, path, body, headers, query)
         headers = headers or []
         admission = self.admission
         counted = admission is not None and path not in _always_admitted()
@@ -222,12 +269,12 @@ class DirectApp:
         peer = client or _CLIENT
         try:
             if self.body_limit is not None and len(body) > self.body_limit.max_bytes:
-                return await asgi_request(self.body_limit, method, path, body, headers, query, scope=_scope(method, path, body, headers, query, peer))  # its 413
+                return await _asgi(self.body_limit, method, path, body, headers, query, scope=_scope(method, path, body, headers, query, peer))  # its 413
             auth = self.auth
             if auth is not None and path not in auth.exempt and not (auth.trusted is not None and auth.trusted.trusts(peer[0])):
                 header = next((v for k, v in headers if k == b"authorization"), None)
                 if auth.check(header) is not None:
-                    return await asgi_request(auth, method, path, body, headers, query, scope=_scope(method, path, body, headers, query, peer))  # its 401
+                    return await _asgi(auth, method, path, body, headers, query, scope=_scope(method, path, body, headers, query, peer))  # its 401
             entry = self._entry(method, path)
             if entry is None or not entry.checked or query:
                 status, out, data, scope = await _full(app, method, path, body, headers, query, peer)
@@ -240,32 +287,16 @@ class DirectApp:
                 admission.in_flight -= 1
 
     async def _route(self, entry: _Route, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]], peer: tuple[str, int]) -> Reply:
+        """The route's answer, counted as the metrics middleware counts it (one coroutine: each is one more frame
+        resumed at every await of the call)."""
         m = self.metrics
         started = time.perf_counter()
-        status = 500
         reply: Reply = _PLAIN_500
         token = None
         if self.request_ids is not None:
             token = self.request_ids.enter(headers)
         if m is not None:
             m.inflight += 1
-        try:
-            reply = await self._handle(entry, method, path, body, headers, peer)
-            status = reply[0]
-            return reply
-        finally:
-            if m is not None:
-                m.inflight -= 1
-                m.observe(entry.route.path, method, status, time.perf_counter() - started)
-                if m.body_of is not None and path in m.body_paths:
-                    m.body_of(path, status, reply[2])
-            if token is not None:
-                self.request_ids.leave(token)
-
-    async def _handle(self, entry: _Route, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]], peer: tuple[str, int]) -> Reply:
-        from fastapi import Request
-        from fastapi.exceptions import StarletteHTTPException as HTTPException  # type: ignore[attr-defined]  # Starlette's: every HTTPException
-
         app = self.app
         sent = False
 
@@ -280,14 +311,25 @@ class DirectApp:
         scope.update(app=app, router=app.router, route=entry.route, endpoint=entry.route.endpoint, path_params={})
         request = Request(scope, receive)
         try:
-            async with AsyncExitStack() as files:
-                scope["fastapi_middleware_astack"] = files
-                async with AsyncExitStack() as inner:
-                    scope["fastapi_inner_astack"] = inner
-                    async with AsyncExitStack() as function:
-                        scope["fastapi_function_astack"] = function
-                        response = await entry.handler(request)
-                    return await _rendered(response, scope, receive)
+            if entry.endpoint is not None:  # what FastAPI's handler does for an endpoint that takes only the Request
+                response = await entry.endpoint(**{entry.request_param: request})
+                if not isinstance(response, Response):
+                    response = JSONResponse(jsonable_encoder(response))
+                elif response.background is None and type(response).__call__ is Response.__call__:
+                    reply = (response.status_code, response.raw_headers, response.body)  # _rendered's plain case, no coroutine
+                    return reply
+            else:
+                async with AsyncExitStack() as files:
+                    scope["fastapi_middleware_astack"] = files
+                    async with AsyncExitStack() as inner:
+                        scope["fastapi_inner_astack"] = inner
+                        async with AsyncExitStack() as function:
+                            scope["fastapi_function_astack"] = function
+                            response = await entry.handler(request)
+                        reply = await _rendered(response, scope, receive)
+                        return reply
+            reply = await _rendered(response, scope, receive)
+            return reply
         except Exception as exc:  # noqa: BLE001 -- as Starlette's exception middleware: the app's handlers, else a 500
             handler = None
             if isinstance(exc, HTTPException):
@@ -295,10 +337,20 @@ class DirectApp:
             if handler is None:
                 handler = _lookup(self.exc_handlers, exc)
             if handler is None:
-                return await self._server_error(exc, request, scope, receive, method, path)
+                reply = await self._server_error(exc, request, scope, receive, method, path)
+                return reply
             response = await _call_handler(handler, request, exc)
             exc.__traceback__ = None  # as Starlette: a reused exception instance does not pile up tracebacks
-            return await _rendered(response, scope, receive)
+            reply = await _rendered(response, scope, receive)
+            return reply
+        finally:
+            if m is not None:
+                m.inflight -= 1
+                m.observe(entry.route.path, method, reply[0], time.perf_counter() - started)
+                if m.body_of is not None and path in m.body_paths:
+                    m.body_of(path, reply[0], reply[2])
+            if token is not None:
+                self.request_ids.leave(token)
 
     async def _server_error(self, exc: Exception, request: Any, scope: dict[str, Any], receive: Any, method: str, path: str) -> Reply:
         """What Starlette's ServerErrorMiddleware answers (the app's 500 / Exception handler, else a plain 500); logged as uvicorn would."""
@@ -336,8 +388,6 @@ async def _call_handler(handler: Any, request: Any, exc: Exception) -> Any:
 
 async def _rendered(response: Any, scope: dict[str, Any], receive: Any) -> Reply:
     """A handler's Response as (status, headers, body): read off a plain Response, sent through ASGI for any other kind."""
-    from fastapi import Response
-
     if type(response).__call__ is Response.__call__:
         if response.background is not None:
             await response.background()
@@ -375,11 +425,16 @@ def _scope(method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes
     }
 
 
+async def _asgi(app: Any, *args: Any, **kwargs: Any) -> Reply:
+    """The full ASGI path (gymctl.server.asgi_dispatch), for the calls that cannot go straight to the route."""
+    from gymctl.server.asgi_dispatch import asgi_request
+
+    return await asgi_request(app, *args, **kwargs)
+
+
 async def _full(app: Any, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]],
                 query: bytes, peer: tuple[str, int]) -> tuple[int, list[tuple[bytes, bytes]], bytes, dict[str, Any]]:
     """The full ASGI path through `app`; also the scope, so the caller sees the route FastAPI picked."""
-    from gymctl.server.asgi_dispatch import asgi_request
-
     scope = _scope(method, path, body, headers, query, peer)
-    status, out, data = await asgi_request(app, method, path, body, headers, query, scope=scope)
+    status, out, data = await _asgi(app, method, path, body, headers, query, scope=scope)
     return status, out, data, scope

@@ -64,6 +64,23 @@ def probe_app(gate: asyncio.Event) -> FastAPI:
     async def boom() -> None:
         raise RuntimeError("handler bug")
 
+    @router.post("/verify")  # only the Request, a Response back (a server's /run, /verify, model calls): the endpoint is called directly
+    async def verify(request: Request) -> Response:
+        body = await request.json()
+        if not isinstance(body, dict) or "response" not in body:
+            raise HTTPException(status_code=422, detail="needs response")
+        if body["response"] == "crash":
+            raise RuntimeError("verify bug")
+        if body["response"] == "conflict":
+            raise Conflict("verified twice")
+        reply = Response(b'{"reward": 1.0}', media_type="application/json")
+        reply.set_cookie("verified", request.cookies.get("gymctl_session") or "none")
+        return reply
+
+    @router.post("/echo_dict")  # only the Request, a plain value back: FastAPI's JSON for it
+    async def echo_dict(request: Request):  # type: ignore[no-untyped-def]
+        return {"seen": (await request.body()).decode(), "q": None, "n": [1, 2.5]}
+
     @router.post("/wait")
     async def wait() -> dict[str, Any]:
         await gate.wait()
@@ -134,6 +151,13 @@ CASES = [
     ("auth missing", "POST", "/get_weather", b'{"city": "Oslo"}', JSON),
     ("wrong token", "POST", "/get_weather", b'{"city": "Oslo"}', [(b"authorization", b"Bearer nope"), *JSON]),
     ("liveness needs no token", "GET", "/health", b"", []),
+    ("request-only route", "POST", "/verify", b'{"response": {}}', [*AUTH, *JSON, (b"cookie", b"gymctl_session=abc123")]),
+    ("request-only HTTPException", "POST", "/verify", b"{}", AUTH + JSON),
+    ("request-only custom handler", "POST", "/verify", b'{"response": "conflict"}', AUTH + JSON),
+    ("request-only 500", "POST", "/verify", b'{"response": "crash"}', AUTH + JSON),
+    ("request-only body not JSON", "POST", "/verify", b"{nope", AUTH + JSON),
+    ("request-only plain value", "POST", "/echo_dict", b"hello", AUTH + JSON),
+    ("request-only without the token", "POST", "/verify", b'{"response": {}}', JSON),
     ("body over the limit", "POST", "/get_weather", b'{"city": "' + b"x" * 5000 + b'"}', AUTH + JSON),
 ]
 
@@ -149,6 +173,8 @@ async def test_every_request_gets_the_same_status_body_and_cookies_in_process_as
     assert http[0] == 413
     table = served.direct.table
     assert table is not None and table[("POST", "/get_weather")].checked  # the straight path was the one taken
+    assert table[("POST", "/verify")].endpoint is not None and table[("POST", "/get_weather")].endpoint is None  # called directly / by FastAPI
+    assert metrics.http.counts[("/verify", "POST", 200)] == 3 and metrics.http.counts[("/verify", "POST", 500)] == 6  # a crash, bad JSON
     # Counted by the metrics middleware as over HTTP: every (route, method, status) once per call, in both ways.
     assert metrics.http.counts[("/get_weather", "POST", 200)] == 3
     assert metrics.http.counts[("/get_weather", "POST", 422)] == 3 * 3  # invalid body, wrong type, not JSON
