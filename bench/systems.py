@@ -187,7 +187,8 @@ class GymctlContainers(System):
         port = self._prepare_start()
         configs = [a for c in EXAMPLE_CONFIGS for a in ("--config", c)]
         with open(self.log_path, "ab") as log:  # images are built before the clock starts (cached when unchanged)
-            built = subprocess.run([sys.executable, "-m", "gymctl", "build", "--topology", "separated", "--quiet",
+            built = subprocess.run(["flock", "/tmp/gymctl-build.lock",  # one build at a time on a shared machine
+                                    sys.executable, "-m", "gymctl", "build", "--topology", "separated", "--quiet",
                                     *configs], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=900)
         if built.returncode != 0:
             raise SystemFailed(self.name, f"gymctl build exited {built.returncode}", log_tail(self.log_path))

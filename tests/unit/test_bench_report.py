@@ -16,14 +16,15 @@ def test_medians_over_rounds_ignore_missing_figures():
 
 def test_ratios_are_gymctl_over_nemo_gym_and_null_without_a_baseline():
     systems = {"nemo_gym": _system(rollouts_per_s=100.0, ready_s=20.0, pss_mib=1600.0, run_latency_ms=10.0),
-               "gymctl_all_in_one": _system(rollouts_per_s=600.0, ready_s=1.0, pss_mib=100.0, run_latency_ms=2.0)}
+               "gymctl_all_in_one": _system(rollouts_per_s=1600.0, ready_s=1.0, pss_mib=100.0, run_latency_ms=2.0, cpu_ms_per_rollout=0.9)}
     r = report.ratios(systems)
-    assert r["gymctl_all_in_one"]["rollouts_per_s"] == 6.0 and r["gymctl_all_in_one"]["ready_s"] == 0.05
+    assert r["gymctl_all_in_one"]["rollouts_per_s"] == 16.0 and r["gymctl_all_in_one"]["ready_s"] == 0.05
     assert r["gymctl_separated"]["rollouts_per_s"] is None
     targets = {t["target"]: t["met"] for t in report.check_targets(systems, r, {})}
-    assert targets["throughput, all-in-one >= 5x"] is True
+    assert targets["throughput, all-in-one >= 15x"] is True
+    assert targets["CPU per rollout, all-in-one <= 0.6 ms"] is False  # an absolute bound, not a ratio
     assert targets["PSS at ready, all-in-one <= 1/8"] is True
-    assert targets["throughput, separated >= 3x"] is None  # not measured: neither met nor missed
+    assert targets["throughput, separated >= 8x"] is None  # not measured: neither met nor missed
 
 
 def test_sweep_target_needs_ninety_percent_and_no_failures():
