@@ -1,20 +1,24 @@
 """The must-show of the security issue on a real engine, one shared stack: `gymctl up --topology separated --tls` with no
 token and no certificate given. The published head answers HTTPS only, 401 without the token; `gymctl status` and
 `gymctl collect` find the stack (URL, CA, token) with no --head; every container is read-only, drops all capabilities, has
-no-new-privileges and runs as non-root; the API key is in no image layer (`docker save`) and no log, the token in neither."""
+no-new-privileges and runs as non-root; the API key is in no image layer (`docker save`) and no log, the token in neither.
+Then faults on the same stack mid-collection: the agent's container killed -9 (the restart policy brings it back), the
+resources server's paused past its lease (out of rotation, back on unpause); the rerun leaves one row per (task, repeat)."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import ssl
 import stat
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,6 +48,11 @@ class TlsStack:
     @property
     def ca(self) -> Path:
         return self.state / "tls" / "ca.pem"
+
+    def status_of(self, name: str) -> set[str]:
+        """The statuses the head lists for `name` (through the proxy, with the token)."""
+        code, body = self.get(f"https://127.0.0.1:{self.st.head_port}/server_instances", self.token)
+        return {i["status"] for i in json.loads(body) if i["process_name"] == name} if code == 200 else set()
 
     def get(self, url: str, token: str | None = None) -> tuple[int, bytes]:
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
@@ -136,6 +145,65 @@ def test_the_api_key_and_token_are_in_no_image_layer_and_no_log(tls_stack):
     for c in containers:
         logs = subprocess.run(["docker", "logs", c["Id"]], capture_output=True)
         assert not any(s in logs.stdout + logs.stderr for s in secrets), c["Name"]
+
+
+def seconds_until(predicate: Callable[[], bool], timeout: float) -> float:
+    t0 = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - t0 < timeout, f"not within {timeout} s"
+        time.sleep(0.1)
+    return time.monotonic() - t0
+
+
+def container_of(project: str, instance: str) -> dict:
+    return next(c for c in inspect(project) if c["Config"]["Labels"].get("io.gymctl.instance") == instance)
+
+
+def test_a_container_killed_and_one_paused_mid_collection_then_the_rerun_leaves_one_row_per_pair(tls_stack, tmp_path):
+    rows = 400
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text((DATA.read_text().splitlines()[0] + "\n") * rows)
+    argv = ["collect", "--agent", AGENT, "--input", str(src), "--output", str(out), "--timeout", "5", "--json", "-p", tls_stack.st.project]
+    env = {k: v for k, v in os.environ.items() if k not in ("GYMCTL_AUTH_TOKEN", "GYMCTL_HEAD_URL", "GYMCTL_TLS_CA_FILE")}
+    proc = subprocess.Popen([sys.executable, "-m", "gymctl", *argv], cwd=tls_stack.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+    def written() -> int:
+        return out.read_text().count("\n") if out.exists() else 0
+
+    def wait_written(n: int) -> None:
+        deadline = time.monotonic() + 120
+        while written() < n and proc.poll() is None:
+            assert time.monotonic() < deadline, f"fewer than {n} rows"
+            time.sleep(0.05)
+
+    wait_written(rows // 4)
+    agent = container_of(tls_stack.st.project, AGENT)
+    os.kill(int(agent["State"]["Pid"]), signal.SIGKILL)  # a crash of the agent's container (its init), not `docker stop`
+    wait_written(rows // 2)
+    resources = container_of(tls_stack.st.project, "example_single_tool_call")
+    subprocess.run(["docker", "pause", resources["Id"]], check=True, capture_output=True)
+    try:
+        left_s = seconds_until(lambda: tls_stack.status_of("example_single_tool_call") == {"unhealthy"}, 15)
+        assert left_s <= 6 + 2 + 1, left_s  # out of rotation within one lease (6 s) after its last heartbeat (every 2 s)
+    finally:
+        subprocess.run(["docker", "unpause", resources["Id"]], check=True, capture_output=True)
+    back_s = seconds_until(lambda: tls_stack.status_of("example_single_tool_call") == {"healthy"}, 10)
+    assert back_s <= 2 + 1, back_s  # its next heartbeat
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode in (0, 1), stderr[-2000:]
+    first = json.loads(stdout)
+    failures = tmp_path / "out_failures.jsonl"
+    kinds = {json.loads(line)["_ng_failure_class"] for line in failures.read_text().splitlines()} if failures.exists() else set()
+    assert kinds <= {"agent_run_error", "agent_request_failed", "timeout"}, kinds  # typed
+    assert container_of(tls_stack.st.project, AGENT)["RestartCount"] >= 1  # the restart policy brought it back
+    rerun = run(*argv, cwd=tls_stack.cwd, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert json.loads(rerun.stdout)["written"] == first["failed"]
+    got = [(r["_ng_task_index"], r["_ng_rollout_index"]) for r in map(json.loads, out.read_text().splitlines())]
+    assert len(got) == len(set(got)) == rows
+    print(f"container kill -9 (agent), docker pause (resources: out of rotation in {left_s:.1f} s, back {back_s:.1f} s after unpause): "
+          f"{first['failed']} failed {sorted(kinds)}, filled by the rerun")
 
 
 def test_down_forgets_the_stack(tls_stack):
