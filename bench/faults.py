@@ -12,7 +12,7 @@ All on loopback with the example environment (the scripted policy; the stub upst
     python -m bench.faults [--rollouts 2000] [--concurrency 16]
         [--faults kill:agent,kill:resources,kill:model,kill:head,stop:resources,upstream:error,upstream:hang,upstream:drip,twice:collect]
     python -m bench.faults --faults container-kill:agent,container-kill:model,container-pause:resources   (bench.faults_containers:
-        a `gymctl up --build --image-prefix gymctl-bench` stack; on a shared machine run it under flock /tmp/gymctl-build.lock)
+        a `gymctl up --topology separated` stack of the example's images, built first under /tmp/gymctl-build.lock)
 """
 
 from __future__ import annotations
@@ -210,12 +210,12 @@ def main(argv: list[str] | None = None) -> None:
                 results.append(container_fault(fault.strip(), args.rollouts, args.concurrency, Path(tmp)))
                 continue
             results.append(one_fault(fault.strip(), args.rollouts, args.concurrency, Path(tmp)))
-    print(f"{'fault':<16} {'recovery':>9} {'left rot.':>9} {'failed':>7} {'rerun':>6} {'rows':>6} {'one/pair':>8}  failure kinds")
+    print(f"{'fault':<26} {'recovery':>9} {'left rot.':>9} {'failed':>7} {'rerun':>6} {'rows':>6} {'one/pair':>8}  failure kinds")
     for r in results:
         rec = "-" if r["recovery_s"] is None else f"{r['recovery_s']:.2f} s"
         left = "-" if r["left_rotation_s"] is None else f"{r['left_rotation_s']:.2f} s"
         done = "yes" if r["complete"] else "NO"
-        print(f"{r['fault']:<16} {rec:>9} {left:>9} {r['failed_first']:>7} {r['rerun_written']:>6} {r['rows']:>6} {done:>8}  {r.get('note', '')}{r['kinds']}")
+        print(f"{r['fault']:<26} {rec:>9} {left:>9} {r['failed_first']:>7} {r['rerun_written']:>6} {r['rows']:>6} {done:>8}  {r.get('note', '')}{r['kinds']}")
     if not all(r["complete"] for r in results):
         sys.exit(1)
 
