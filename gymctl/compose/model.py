@@ -198,9 +198,10 @@ def _separated(cfg: GymConfig, settings: RenderSettings, pass_env: list[str]) ->
     return services
 
 
-def nemo_gym_environment(cfg: GymConfig, services: list[Service], where: dict[str, str]) -> None:
+def nemo_gym_environment(cfg: GymConfig, services: list[Service], where: dict[str, str], trusted: list[str] | None = None) -> None:
     """NeMo Gym servers learn where each peer listens (`where`: {instance: host:port}) at start, from GYMCTL_NEMO_GYM_PEERS;
-    gymctl's servers they call accept calls from the stack's private network without the token (they cannot send one)."""
+    gymctl's servers they call accept calls from the stack's private network without the token (they cannot send one),
+    and from the `trusted` networks (CIDRs: the other hosts' addresses of a multi-host deployment)."""
     nemo = nemo_gym_instances(cfg)
     if not nemo:
         return
@@ -210,7 +211,7 @@ def nemo_gym_environment(cfg: GymConfig, services: list[Service], where: dict[st
         if s.instance in nemo:
             s.environment[PEERS_ENV] = peers
         elif s.instance in called:
-            s.environment[TRUSTED_NETWORKS_ENV] = PRIVATE_NETWORK
+            s.environment[TRUSTED_NETWORKS_ENV] = ",".join([PRIVATE_NETWORK, *(trusted or [])])
 
 
 def _all_in_one(cfg: GymConfig, settings: RenderSettings, pass_env: list[str]) -> list[Service]:

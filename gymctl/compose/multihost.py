@@ -14,13 +14,16 @@ from gymctl.compose.model import (
     container_config,
     fixed_ports,
     head_service,
+    nemo_gym_environment,
     project_name,
     served_instances,
     server_service,
+    service_name,
 )
 from gymctl.compose.render import RenderedStack, render_stack
 from gymctl.compose.secrets import referenced_env
 from gymctl.config.model import GYMCTL_KEY, GymConfig
+from gymctl.config.nemo_gym import nemo_gym_instances
 from gymctl.config.nodes import NODES_KEY, NodeSpec, check_placements, head_node
 from gymctl.errors import ConfigError, UsageError, did_you_mean
 
@@ -109,9 +112,34 @@ def build_host_stacks(cfg: GymConfig, settings: RenderSettings | None = None, *,
             node=node.name, secret_env=secret_values,
         )
     _check_advertised(stacks, cfg.nodes)
+    _nemo_gym_peers(cfg, stacks, where, host_network)
     if stacks:
         next(iter(stacks.values())).warnings.extend(warnings)
     return stacks
+
+
+def _nemo_gym_peers(cfg: GymConfig, stacks: dict[str, Stack], where: dict[str, str], host_network: bool) -> None:
+    """A NeMo Gym server learns its peers' routable addresses (GYMCTL_NEMO_GYM_PEERS): a peer on its host by service name, one on
+    another host at that host's address and published port; the gymctl servers they call trust the other hosts' addresses too."""
+    ports = {s.instance: int(s.environment["GYMCTL_PORT"]) for st in stacks.values() for s in st.services
+             if s.instance in where}  # each host numbers its own
+    nemo_hosts = {where[n] for n in nemo_gym_instances(cfg) if n in where}
+    for host, stack in stacks.items():
+        local = {s.instance for s in stack.services}
+        peers = {n: f"{service_name(n) if n in local and not host_network else cfg.nodes[where[n]].address}:{port}" for n, port in ports.items()}
+        others = [_host_cidr(cfg.nodes[h].address) for h in sorted(nemo_hosts - {host})]
+        nemo_gym_environment(cfg, stack.services, peers, [c for c in others if c])
+
+
+def _host_cidr(address: str) -> str | None:
+    """A host's address as a one-address network (None for a DNS name: its callers need the token)."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    return f"{ip}/{ip.max_prefixlen}"
 
 
 def render_hosts(cfg: GymConfig, settings: RenderSettings | None = None, *, registry: str | None = None,

@@ -68,12 +68,14 @@ def trusted_networks(value: str | None = None) -> TrustedNetworks | None:
     value = os.environ.get(TRUSTED_NETWORKS_ENV) if value is None else value
     if not value or not value.strip():
         return None
-    if value.strip() == PRIVATE:
-        return attached_networks()
-    nets = []
-    for part in value.split(","):
+    parts = [part for part in value.split(",") if part.strip()]
+    private = attached_networks() if any(part.strip() == PRIVATE for part in parts) else TrustedNetworks(())
+    nets = list(private.networks)
+    for part in parts:
+        if part.strip() == PRIVATE:
+            continue
         try:
             nets.append(ipaddress.ip_network(part.strip(), strict=False))
         except ValueError:
             raise ConfigError(f"{TRUSTED_NETWORKS_ENV}: {part.strip()!r} is not a network; write `{PRIVATE}` or CIDRs (10.0.0.0/8,...)") from None
-    return TrustedNetworks(tuple(nets))
+    return TrustedNetworks(tuple(nets), private.excluded)  # `private,CIDR,...`: both

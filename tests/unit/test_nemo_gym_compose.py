@@ -106,3 +106,32 @@ def test_a_server_with_a_token_answers_its_private_network_without_it_and_everyo
     assert status(guarded, "192.0.2.7") == 401
     assert status(guarded, "192.0.2.7", [(b"authorization", b"Bearer s3cret")]) == 200
     assert status(unguarded, "172.18.0.4") == 401
+
+
+def test_multi_host_nemo_gym_servers_get_their_peers_routable_addresses(tmp_path, monkeypatch):
+    """env_res on worker (10.0.0.2), env_agent and gymctl's policy_model with the head on coordinator (10.0.0.1): each NeMo Gym
+    server is told a peer on its own host by service name, one elsewhere at that host's address and published port, and that
+    reaches NEMO_GYM_CONFIG_DICT; policy_model (called by NeMo Gym's env_agent without a token) trusts its stack's network and worker."""
+    from gymctl.compose.multihost import build_host_stacks
+    from gymctl.runtime.nemo_gym import config_dict
+
+    make(tmp_path)
+    nodes = ["+gymctl.nodes.coordinator.address=10.0.0.1", "+gymctl.nodes.worker.address=10.0.0.2", "+gymctl.instances.env_res.node=worker",
+             "head_server.host=10.0.0.1"]
+    cfg = load_config([str(tmp_path / "c.yaml")], nodes, cwd=tmp_path)
+    stacks = build_host_stacks(cfg)
+    env = {(h, s.instance): s.environment for h, st in stacks.items() for s in st.services}
+    ports = {i: int(env[(h, i)]["GYMCTL_PORT"]) for h, i in env if i != "head"}
+    assert peer_addresses(env[("worker", "env_res")]["GYMCTL_NEMO_GYM_PEERS"]) == {
+        "env_res": ("env_res", ports["env_res"]), "env_agent": ("10.0.0.1", ports["env_agent"]), "policy_model": ("10.0.0.1", ports["policy_model"])}
+    assert peer_addresses(env[("coordinator", "env_agent")]["GYMCTL_NEMO_GYM_PEERS"]) == {
+        "env_res": ("10.0.0.2", ports["env_res"]), "env_agent": ("env_agent", ports["env_agent"]), "policy_model": ("policy_model", ports["policy_model"])}
+    assert env[("coordinator", "policy_model")]["GYMCTL_AUTH_TRUSTED_NETWORKS"] == "private,10.0.0.2/32"
+    trusted = trusted_networks("private,10.0.0.2/32")
+    assert trusted is not None and trusted.trusts("10.0.0.2") and not trusted.trusts("10.0.0.3")
+    # What the agent's container does with it (gymctl serve env_agent): its NEMO_GYM_CONFIG_DICT names env_res on the worker.
+    served = load_config([str(tmp_path / "c.yaml")], nodes, cwd=tmp_path)
+    addresses = peer_addresses(env[("coordinator", "env_agent")]["GYMCTL_NEMO_GYM_PEERS"])
+    tree = config_dict(served, "env_agent", addresses, ("10.0.0.1", served.head_port))
+    res = tree["env_res"]["resources_servers"]["nemo_res"]
+    assert (res["host"], res["port"]) == ("10.0.0.2", ports["env_res"]) and tree["head_server"]["host"] == "10.0.0.1"
