@@ -30,7 +30,7 @@ _RAY_OFF = re.compile(r"^\s+ray_enabled(\s*:\s*[\w\[\]|, ]+)?\s*=\s*False\b", re
 # NeMo Gym settings that change what its orchestrator does and that gymctl cannot do: (key, when, what to do).
 _UNHONOURED: tuple[tuple[str, str], ...] = (
     ("dry_run", "gymctl neither builds venvs nor has a dry run (NeMo Gym's dry_run only installs server venvs); "
-                "build each server's .venv once (README: \"NeMo Gym's own servers\") and drop dry_run"),
+                "build each server's .venv once (README: \"Deploying an existing NeMo Gym environment\") and drop dry_run"),
     ("use_absolute_ip", "gymctl advertises each server's `host` (or GYMCTL_ADVERTISE_HOST), never a guessed address; "
                         "set those instead and drop use_absolute_ip"),
 )
