@@ -52,7 +52,8 @@ def new_session(limit: int = 0, per_host: int = 0) -> aiohttp.ClientSession:
     from gymctl.server.connector import PacedConnector  # new connections to one upstream opened a few at a time
     from gymctl.server.tls import client_ssl
 
-    connector = PacedConnector(limit=limit, limit_per_host=per_host, ttl_dns_cache=300, keepalive_timeout=CLIENT_KEEPALIVE_S,
+    # DNS kept 10 s (aiohttp's default): a restarted peer's name (a swarm task's) points at its new address soon.
+    connector = PacedConnector(limit=limit, limit_per_host=per_host, ttl_dns_cache=10, keepalive_timeout=CLIENT_KEEPALIVE_S,
                                enable_cleanup_closed=True, ssl=client_ssl())
     return aiohttp.ClientSession(
         connector=connector,
