@@ -142,6 +142,20 @@ class BuildContext:
         launcher.chmod(0o755)
         return _digest(stamp, tree_digest(self.root / "gymctl"), DOCKERFILE.read_text())
 
+    def prepare_nemo_gym(self) -> str:
+        """nemo-gym/: the Python 3.13 wheels of nemo-gym and of gymctl's server set (gymctl.docker.nemo_gym_context), the recipe."""
+        from gymctl.docker import nemo_gym_context as ng
+
+        nemo = ng.NEMO_GYM_REQUIREMENT
+        ng.download_wheels(self.root / "nemo-gym" / "wheels", [nemo], stamp=_digest(nemo, ng.PYTHON_VERSION, *ng.PURE_SDISTS))
+        reqs = server_requirements()
+        pins = host_constraints(reqs)
+        ng.download_wheels(self.root / "nemo-gym" / "gymctl-wheels", reqs, stamp=_digest(*reqs, "--", *pins, ng.PYTHON_VERSION), constraints=pins)
+        recipes = [shipped_dir("images") / name for name in (ng.RUNTIME_RECIPE, ng.RECIPE)]
+        for recipe in recipes:
+            shutil.copyfile(recipe, self.root / recipe.name)
+        return _digest(nemo, *reqs, *pins, recipes[0].read_text())  # the runtime's inputs (gymctl and the server recipe come per server)
+
     def prepare_unit(self, unit: ImageUnit) -> str:
         """units/<SERVER_DIR>/{servers,reqs}: the unit's server code and its own requirements' wheels."""
         base = self.root / "units" / unit.name
@@ -154,16 +168,30 @@ class BuildContext:
         for src, rel in zip(unit.server_dirs, unit.rel_dirs, strict=True):
             _sync(src, servers / rel)
             req = src / "requirements.txt"
-            if req.is_file():
+            if unit.runtime == "nemo_gym":
+                from gymctl.docker.nemo_gym_context import server_requirements as nemo_gym_requirements
+
+                lines += nemo_gym_requirements(src)
+            elif req.is_file():
                 lines += [ln.strip() for ln in req.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")]
         reqs = base / "reqs"
         reqs.mkdir()
-        (reqs / "requirements.txt").write_text("\n".join(dict.fromkeys(lines)) + ("\n" if lines else ""))
-        if lines:
-            _pip_wheel(reqs, list(dict.fromkeys(lines)), host_constraints(list(dict.fromkeys(lines))))
+        lines = list(dict.fromkeys(lines))
+        (reqs / "requirements.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+        if lines and unit.runtime == "nemo_gym":
+            from gymctl.docker.nemo_gym_context import download_wheels
+
+            download_wheels(reqs, lines, stamp="")  # fetched for the image's Python 3.13
+        elif lines:
+            _pip_wheel(reqs, lines, host_constraints(lines))
         return tree_digest(base)
 
     def select(self, unit: ImageUnit) -> None:
         """Send only this unit's dir to the engine (the classic builder tars the whole context otherwise)."""
-        (self.root / ".dockerignore").write_text(f"units/*\n!units/{unit.name}\n" if "/" not in unit.name else
-                                                 f"units/*\n!units/{unit.name.split('/')[0]}\nunits/{unit.name.split('/')[0]}/*\n!units/{unit.name}\n")
+        if unit.runtime == "nemo_gym_runtime":  # the shared NeMo Gym layer: its wheels and gymctl, no server
+            (self.root / ".dockerignore").write_text("units\nwheels\ngymctl\nbin\n")
+            return
+        # The other recipes' inputs stay out (a NeMo Gym server's build needs only its own unit: its runtime image holds the rest).
+        other = "wheels\nnemo-gym\n" if unit.runtime == "nemo_gym" else "nemo-gym\n"
+        (self.root / ".dockerignore").write_text(other + (f"units/*\n!units/{unit.name}\n" if "/" not in unit.name else
+                                                 f"units/*\n!units/{unit.name.split('/')[0]}\nunits/{unit.name.split('/')[0]}/*\n!units/{unit.name}\n"))
