@@ -175,7 +175,9 @@ class GymctlContainers(System):
 
     def argv(self, stub_url: str, head_port: int) -> list[str]:
         configs = [a for c in EXAMPLE_CONFIGS for a in ("--config", c)]
-        return [sys.executable, "-m", "gymctl", "up", "--topology", "separated", "--wait", "--project", self.project,
+        # --no-auth: the stack as the other systems run (a local runtime's calls and NeMo Gym's are open); `gymctl up`
+        # generates a token by default, which the neutral client does not send (its /server_instances answered 401)
+        return [sys.executable, "-m", "gymctl", "up", "--topology", "separated", "--wait", "--no-auth", "--project", self.project,
                 *configs, "--set", f"head_server.port={head_port}",
                 "--set", f"policy_base_url=http://{self.STUB_ALIAS}:8000/v1",
                 # an env reference with a default, not a literal: a literal key becomes a secret variable
