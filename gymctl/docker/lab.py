@@ -157,10 +157,14 @@ def inspect_lab(client: Any | None = None) -> Lab:
 
 
 def delete_lab() -> dict[str, int]:
-    """Remove every trace: containers (with their volumes), networks and volumes labelled io.gymctl.cluster, the lab's contexts."""
+    """Remove every trace: containers (with their volumes), networks and volumes labelled io.gymctl.cluster, the lab's
+    contexts, and this machine's image tags for the lab's registry."""
     client = engine_client()
     flt = {"label": ln.LABEL_CLUSTER}
-    counts = {"containers": 0, "networks": 0, "volumes": 0, "contexts": 0}
+    counts = {"containers": 0, "networks": 0, "volumes": 0, "contexts": 0, "image tags": 0}
+    registry = lab_registry_address(client)
+    if registry:  # `gymctl push` tagged this machine's images for the registry that goes now: the tags go too (not the images)
+        counts["image tags"] = _untag(client, registry)
     for c in client.containers.list(all=True, filters=flt):
         c.remove(force=True, v=True)
         counts["containers"] += 1
@@ -172,3 +176,19 @@ def delete_lab() -> dict[str, int]:
         counts["volumes"] += 1
     counts["contexts"] = len(remove_contexts(lab_context_names(context_names())))
     return counts
+
+
+def _untag(client: Any, registry: str) -> int:
+    """Remove every tag REGISTRY/...; an image keeps its other tags (gymctl/<impl>:latest), so none is deleted with them."""
+    from docker.errors import APIError
+
+    removed = 0
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith(registry + "/"):
+                try:
+                    client.images.remove(tag, noprune=True)
+                    removed += 1
+                except APIError:  # in use by a container: the tag stays
+                    pass
+    return removed

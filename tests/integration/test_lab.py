@@ -170,5 +170,8 @@ def test_delete_leaves_no_trace(lab):
     assert r.returncode == 0, r.stderr
     assert "4 containers" in r.stderr and "3 volumes" in r.stderr and "4 contexts" in r.stderr
     assert traces() == {"containers": [], "networks": [], "volumes": [], "contexts": []}
+    listed = subprocess.run(["docker", "images", "--format", "{{.Repository}}"], capture_output=True, text=True, timeout=60)
+    assert not [t for t in listed.stdout.split() if t.startswith(lab["registry"] + "/")]  # the pushes' tags went with it
+    assert SERVER_IMAGE.split(":")[0] in listed.stdout.split()  # the images themselves stay
     r = gymctl("cluster", "ls")
     assert "no lab is up" in r.stderr
