@@ -26,11 +26,18 @@ ENTRY = (
 
 def nginx_conf(routes: list[tuple[int, str]]) -> str:
     """nginx.conf for (listen port, upstream service:port) pairs: TLS on each, the upstream resolved by Docker's DNS per request
-    (a restarted container's new address is found), no body limit or buffering of its own (the servers answer 413 themselves)."""
+    (a restarted container's new address is found), no body limit or buffering of its own (the servers answer 413 themselves).
+
+    An upstream that cannot be reached (a container restarting: refused, or its name not resolved yet) or that drops the
+    connection gets the client's connection closed with no answer (nginx's 444), not nginx's own 502 page: a client then
+    sees what it sees without the proxy, a connection lost before any reply, and gymctl's clients send the request again
+    (the collector for up to 15 s), so an agent restarted by its policy loses no rollout behind the proxy either. The
+    servers' own 502/504 answers are passed through unchanged (proxy_intercept_errors is off)."""
     servers = "".join(
         f"  server {{\n    listen {port} ssl;\n    set $upstream {upstream};\n"
         "    location / {\n      proxy_pass http://$upstream;\n      proxy_set_header Host $http_host;\n"
-        '      proxy_set_header Connection "";\n      proxy_set_header X-Forwarded-Proto https;\n    }\n  }\n'
+        '      proxy_set_header Connection "";\n      proxy_set_header X-Forwarded-Proto https;\n'
+        "      error_page 502 504 = @unreachable;\n    }\n    location @unreachable {\n      return 444;\n    }\n  }\n"
         for port, upstream in routes
     )
     return (
@@ -40,7 +47,7 @@ def nginx_conf(routes: list[tuple[int, str]]) -> str:
         "http {\n  access_log off;\n"
         f"  client_body_temp_path {DIR}/body;\n  proxy_temp_path {DIR}/proxy;\n  fastcgi_temp_path {DIR}/fastcgi;\n"
         f"  uwsgi_temp_path {DIR}/uwsgi;\n  scgi_temp_path {DIR}/scgi;\n"
-        "  resolver 127.0.0.11 valid=10s ipv6=off;\n  client_max_body_size 0;\n  client_header_timeout 30s;\n  client_body_timeout 30s;\n"
+        "  resolver 127.0.0.11 valid=2s ipv6=off;\n  client_max_body_size 0;\n  client_header_timeout 30s;\n  client_body_timeout 30s;\n"
         "  proxy_http_version 1.1;\n  proxy_request_buffering off;\n  proxy_buffering off;\n"
         "  proxy_read_timeout 3600s;\n  proxy_send_timeout 3600s;\n"
         f"  ssl_certificate {DIR}/cert.pem;\n  ssl_certificate_key {DIR}/key.pem;\n  ssl_protocols TLSv1.2 TLSv1.3;\n"

@@ -49,6 +49,10 @@ def test_tls_moves_every_published_port_to_the_proxy_and_every_container_is_read
         assert any(t.startswith("/tmp:") for t in s["tmpfs"]), name
     conf = next(e for e in proxy["environment"] if e.startswith("GYMCTL_NGINX_CONF="))
     assert "listen 8443 ssl;" in conf and "set $$upstream head:11000;" in conf  # `$` escaped for compose
+    # An upstream it cannot reach (a container restarting) closes the client's connection with no answer, as without the
+    # proxy, so gymctl's clients send again; the servers' own 502s pass through (no proxy_intercept_errors).
+    assert "error_page 502 504 = @unreachable;" in conf and "location @unreachable {\n      return 444;" in conf
+    assert "proxy_intercept_errors" not in conf
 
 
 def test_config_reaches_containers_in_their_environment_not_a_copied_file():
