@@ -117,6 +117,9 @@ def test_bad_tls_input_on_the_command_line_is_one_line(capsys, tmp_path, monkeyp
     _, other = self_signed(tmp_path, "b")
     code, text = cli(capsys, "up", "--tls", "--tls-cert", str(cert), "--tls-key", str(other), *CFG)
     assert code == 2 and "does not match --tls-cert" in text
+    old, old_key = expired(tmp_path)
+    code, text = cli(capsys, "up", "--tls", "--tls-cert", str(old), "--tls-key", str(old_key), *CFG)
+    assert code == 2 and "has expired (Feb  1 00:00:00 2020 GMT); renew it" in text and len(text.strip().splitlines()) == 1, text
     code, text = cli(capsys, "up", "--tls", "--tls-cert", str(cert), *CFG)
     assert code == 2 and "give both --tls-cert and --tls-key, or neither" in text
     code, text = cli(capsys, "up", "--tls-cert", str(cert), "--tls-key", str(key), *CFG)
