@@ -200,6 +200,11 @@ def _node_map(settings: SwarmSettings) -> str:
     return " ".join(f"{host}={addr}" for host, addr in sorted(settings.node_addresses.items()))
 
 
+# A task leaving (scale-down, rolling update, drained node) keeps serving this long after it deregisters: its
+# callers re-read the listing every second (ServerClient.watch_s) and may pick it until then. Within stop_grace_period.
+DRAIN_S = "2"
+
+
 def build_swarm_stack(cfg: GymConfig, settings: SwarmSettings | None = None) -> tuple[SwarmStack, dict[str, str]]:
     """The stack model of a config and the literal secret values it moved out of the config ({variable: value})."""
     settings = settings or SwarmSettings()
@@ -231,7 +236,7 @@ def build_swarm_stack(cfg: GymConfig, settings: SwarmSettings | None = None) -> 
         dep = cfg.deployment_of(name)
         published = ports[name] if is_published(cfg, name) else None
         env = {**BASE_ENV, "GYMCTL_INSTANCE": name, "GYMCTL_HEAD_URL": head_url, "GYMCTL_BIND_HOST": "0.0.0.0",
-               "GYMCTL_PORT": str(CONTAINER_PORT)}
+               "GYMCTL_PORT": str(CONTAINER_PORT), "GYMCTL_DRAIN_S": DRAIN_S}
         if published is not None:
             env["GYMCTL_NODE"] = "{{.Node.Hostname}}"  # a swarm template: the task's node
             if nodes:

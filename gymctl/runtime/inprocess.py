@@ -54,6 +54,7 @@ class RunningDeployment:
     registry: Registry | None = None
     started_at: float = field(default_factory=time.monotonic)
     nemo_gym: Any = None  # gymctl.runtime.nemo_gym_group.NemoGymGroup: NeMo Gym's own servers, child processes of this one
+    drain_s: float = 0.0  # ServerSettings.drain_s: how long stop() keeps serving after deregistering
 
 
 def _registration_sender(head_app: Any, head_url: str, client: ServerClient, token: str | None) -> Sender:
@@ -149,7 +150,7 @@ async def start(
 
     local: dict[str, Any] = {}
     client = ServerClient(head_url, token=token, local=local, retries=3)
-    dep = RunningDeployment(config=config, head_url=head_url, client=client)
+    dep = RunningDeployment(config=config, head_url=head_url, client=client, drain_s=settings.drain_s)
     sockets: dict[str, Any] = {}
     try:
         kits = {
@@ -256,11 +257,17 @@ async def _wait_started(dep: RunningDeployment, timeout_s: float = 30.0) -> None
 
 
 async def stop(dep: RunningDeployment) -> None:
-    """Drain in-flight requests, deregister, stop every server, close the client pool."""
+    """Deregister, keep serving for `drain_s`, then drain in-flight requests, stop every server, close the client pool.
+
+    The drain is for a replica leaving a pool others keep using (a swarm scale-down): callers pick from a listing
+    they re-read every second, so one just deregistered still gets new calls for that long; closing at once resets
+    the connections those calls are written on."""
     if dep.nemo_gym is not None:
         await dep.nemo_gym.stop()
     if dep.registrar:
         await dep.registrar.stop(deregister=True)
+        if dep.drain_s > 0:
+            await asyncio.sleep(dep.drain_s)
     servers = {id(s.server): s for s in dep.servers.values() if s.task}  # aliases share their agent's server
     for s in servers.values():
         s.server.should_exit = True

@@ -73,7 +73,9 @@ class Pool:
                 lost.append(r)
             r.healthy = False
             replicas.append(r)
-        lost.extend(r for r in known.values() if r.healthy or r.tasks)  # gone from the listing
+        # Gone from the listing while healthy: it deregistered (a replica leaving; it drains what it holds) or the head
+        # restarted empty: its calls in flight go on. Only a lease that expired cancels them (above).
+        lost.extend(r for r in known.values() if not r.healthy and r.tasks)
         self.replicas = replicas
         if known:  # forget sessions bound to replicas that left
             self.sticky = {k: r for k, r in self.sticky.items() if r.url not in known}

@@ -31,6 +31,7 @@ class ServerSettings(BaseSettings):
     lease_s: float = 6.0  # no heartbeat for this long -> unhealthy
     drop_s: float = 60.0  # ... and for this long -> dropped from the registry
     head_wait_s: float = 120.0  # a process whose head lives on another host waits this long for it at start
+    drain_s: float = Field(default=0.0, ge=0, le=300, allow_inf_nan=False)  # at stop: serve this long after deregistering (swarm replicas)
     advertise_host: str | None = None  # the address peers use (a compose service name, a routable IP)
     bind_host: str | None = None  # the address to listen on (0.0.0.0 in containers)
     port: int | None = None  # fixed listening port (containers: 8000)

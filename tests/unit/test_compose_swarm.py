@@ -144,6 +144,7 @@ def test_tasks_learn_their_address_and_published_agents_their_nodes():
     assert agent["environment"]["GYMCTL_NODE_ADDRESSES"] == "gymctl-lab-node1=172.30.0.3 gymctl-lab-node2=172.30.0.4"
     assert "GYMCTL_HOST_URL" not in services["policy_model"]["command"][2]
     assert services["policy_model"]["environment"]["GYMCTL_HEAD_URL"] == "http://head:11000"
+    assert services["policy_model"]["environment"]["GYMCTL_DRAIN_S"] == "2"  # a task leaving serves its stale callers first
 
 
 def test_secrets_are_external_swarm_secrets_and_never_in_the_files():

@@ -86,3 +86,17 @@ async def test_lease_expiry_cancels_the_calls_in_flight_to_that_replica_only():
         await ta
     except asyncio.CancelledError as e:
         assert e.args == (LOST,)
+
+
+async def test_a_replica_that_deregistered_keeps_its_calls_in_flight_and_takes_no_new_session():
+    # A scale-down: the stopping replica deregisters and drains what it holds; cancelling those calls here would fail
+    # rollouts that its graceful shutdown was about to finish.
+    pool = pool_of("http://a", "http://b")
+    a = next(r for r in pool.replicas if r.url == "http://a")
+    call = asyncio.create_task(asyncio.sleep(30))
+    a.tasks.add(call)
+    assert pool.update(["http://b"], []) == []
+    await asyncio.sleep(0)
+    assert not call.done()
+    assert {pool.pick(f"s{i}").url for i in range(6)} == {"http://b"}
+    call.cancel()

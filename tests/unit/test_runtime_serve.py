@@ -116,3 +116,46 @@ def test_a_mounted_config_with_a_top_level_secret_the_container_lacks_loads(tmp_
     )
     cfg = load_mounted(str(mounted), [], "head")
     assert list(cfg.instances) == ["r"]
+
+
+async def test_a_stopping_instance_with_a_drain_deregisters_first_and_serves_until_the_drain_ends():
+    # A swarm replica scaled away: callers re-read the head's listing every second, so for that long they may still
+    # pick it; it must answer them until then (GYMCTL_DRAIN_S), and be off the listing meanwhile.
+    from gymctl.server.serving import free_port
+
+    cfg = load_config([EXAMPLE_CONFIG, SCRIPTED_CONFIG])
+    head_port = free_port()
+    head_url = f"http://127.0.0.1:{head_port}"
+    auth = {"Authorization": "Bearer drain-test"}
+    head_stop, stop = asyncio.Event(), asyncio.Event()
+    head = asyncio.create_task(serve_one(cfg, "head", ServerSettings(port=head_port, auth_token="drain-test"), stop=head_stop, tune_gc=False))
+    r, w = os.pipe()
+    settings = ServerSettings(head_url=head_url, port=None, ready_fd=w, heartbeat_s=0.2, auth_token="drain-test", drain_s=1.5)
+    task = asyncio.create_task(serve_one(cfg, RESOURCES, settings, stop=stop, tune_gc=False))
+    try:
+        url = json.loads(await _read_line(r))["url"]
+        async with aiohttp.ClientSession(headers=auth) as session:
+            async def listed() -> bool:
+                async with session.get(f"{head_url}/server_instances") as resp:
+                    return any(i["url"] == url for i in await resp.json())
+
+            for _ in range(100):
+                if await listed():
+                    break
+                await asyncio.sleep(0.05)
+            assert await listed()
+            stop.set()
+            for _ in range(20):
+                if not await listed():
+                    break
+                await asyncio.sleep(0.05)
+            assert not await listed()  # deregistered at once
+            async with session.get(url + "/health") as resp:
+                assert resp.status == 200  # ... and still serving
+            await asyncio.wait_for(task, 15)
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await session.get(url + "/health")
+    finally:
+        stop.set()
+        head_stop.set()
+        await asyncio.gather(task, head, return_exceptions=True)
