@@ -41,6 +41,7 @@ def scale(
       gymctl scale example_single_tool_call=3 --context gymctl-lab
     """
     from gymctl.cli.render_cmd import project_of
+    from gymctl.cli.stack_access import use_stack
     from gymctl.cli.swarm_verbs import TaskProgress
     from gymctl.docker.swarm import inspect_swarm
     from gymctl.docker.swarm_tasks import head_url_of, service_rows, wait_ready
@@ -48,6 +49,7 @@ def scale(
 
     wanted = _parse(pairs)
     name = project_of(project)
+    use_stack(None, name)  # the stack's token (gymctl up kept it): the wait reads the head's registrations with it
     swarm = inspect_swarm()
     t0 = time.monotonic()
     for instance, replicas in wanted.items():

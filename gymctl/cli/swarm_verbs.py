@@ -131,11 +131,14 @@ def _say(message: str) -> None:
     print(f"  {message}", file=sys.stderr, flush=True)
 
 
-def deploy(cfg: GymConfig, project: str, *, registry: str | None, push: bool, prefix: str, tag: str,
+def deploy(cfg: GymConfig, project: str, *, registry: str | None, push: bool, prefix: str, tag: str, no_auth: bool = False,
            say: Callable[[str], None] = _say) -> tuple[Swarm, RenderedSwarm, str]:
     """Check the swarm and the placements, push what the registry lacks, create the secrets, `docker stack deploy`.
 
+    The stack's token (GYMCTL_AUTH_TOKEN, else one generated for it, unless `no_auth`) becomes a swarm secret, and
+    this process sends it from then on; the stack's record lets `gymctl status` / `collect` / `scale` find both.
     Returns the swarm, the stack as deployed and the head's URL (its manager's address, its published port)."""
+    from gymctl.cli.stack_access import TOKEN_ENV, remember, stack_token
     from gymctl.compose.swarm import SwarmSettings
     from gymctl.docker.registry_push import push_stack_images
     from gymctl.docker.swarm import check_placement, check_stack_name, create_secrets, inspect_swarm, stack_deploy, write_stack
@@ -152,22 +155,27 @@ def deploy(cfg: GymConfig, project: str, *, registry: str | None, push: bool, pr
     if registry is not None and push:
         settings.digests = push_stack_images([s.image for s in draft.stack.services], registry, endpoint=endpoint, progress=say)
         say(f"{len(settings.digests)} image(s) in {registry}, referenced by digest")
-    values = secret_values(cfg, draft.secret_env)
+    token, token_file = stack_token(project, no_auth=no_auth)
+    values = secret_values(cfg, {**draft.secret_env, **({TOKEN_ENV: token} if token else {})})
     settings.secrets = create_secrets(swarm.client, project, values)
     rendered = render_swarm_of(cfg, settings, quiet=True)
     path = write_stack(stack_dir(project), rendered)
+    head_url = f"http://{swarm.manager.address}:{rendered.stack.head_port}"
+    if token:
+        os.environ[TOKEN_ENV] = token  # the readiness wait reads the head's registrations with it
+    remember(project, "swarm", head_url, token_file, None)
     stack_deploy(project, path)
-    return swarm, rendered, f"http://{swarm.manager.address}:{rendered.stack.head_port}"
+    return swarm, rendered, head_url
 
 
 def up(cfg: GymConfig, project: str, *, registry: str | None, push: bool, wait: bool, timeout: float, prefix: str, tag: str,
-       as_json: bool) -> None:
+       as_json: bool, no_auth: bool = False) -> None:
     """`gymctl up --topology swarm`: deploy, then wait for every task and registration with a live table of tasks per node."""
     from gymctl.cli.options import print_json
     from gymctl.docker.swarm_tasks import service_rows, wait_ready
 
     t0, started = time.monotonic(), time.time()
-    swarm, rendered, head_url = deploy(cfg, project, registry=registry, push=push, prefix=prefix, tag=tag)
+    swarm, rendered, head_url = deploy(cfg, project, registry=registry, push=push, prefix=prefix, tag=tag, no_auth=no_auth)
     deployed = time.monotonic() - t0
     rows = service_rows(swarm, project)
     if wait:
@@ -190,9 +198,11 @@ def up(cfg: GymConfig, project: str, *, registry: str | None, push: bool, wait: 
 
 def down(project: str, *, as_json: bool) -> None:
     from gymctl.cli.options import print_json
+    from gymctl.docker.stack_state import forget
     from gymctl.docker.swarm import inspect_swarm, stack_rm
 
     counts = stack_rm(inspect_swarm().client, project)
+    forget(project)  # the stack's record and token
     if not any(counts.values()):
         print(f"stack {project!r} is not deployed on this swarm; nothing to remove", file=sys.stderr)
     else:
@@ -205,9 +215,11 @@ def down(project: str, *, as_json: bool) -> None:
 def ps(project: str, *, as_json: bool) -> int:
     """The stack's tasks per node; the exit code: 0 when every service runs all its replicas (or nothing is deployed)."""
     from gymctl.cli.options import print_json
+    from gymctl.cli.stack_access import use_stack
     from gymctl.docker.swarm import inspect_swarm
     from gymctl.docker.swarm_tasks import head_url_of, service_rows, stack_view, task_rows
 
+    use_stack(None, project)  # the stack's token: the registrations column reads the head with it
     swarm = inspect_swarm()
     view = stack_view(swarm, project)
     rows = task_rows(swarm, project, view=view)

@@ -125,7 +125,8 @@ def up(
         from gymctl.cli.swarm_verbs import up as up_swarm
 
         no_multi_host_monitoring(monitoring)
-        up_swarm(cfg, name, registry=registry, push=push, wait=wait, timeout=timeout, prefix=image_prefix, tag=tag, as_json=as_json)
+        up_swarm(cfg, name, registry=registry, push=push, wait=wait, timeout=timeout, prefix=image_prefix, tag=tag, as_json=as_json,
+                 no_auth=no_auth)
         return
     if topology == "multi-host":
         no_multi_host_monitoring(monitoring)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLE_CONFIG, EXAMPLE_DATA, SCRIPTED_CONFIG
+from tests.conftest import EXAMPLE_CONFIG, EXAMPLE_DATA, REPO, SCRIPTED_CONFIG
 from tests.integration.conftest import AGENT, gymctl
 
 pytestmark = pytest.mark.docker
@@ -81,10 +81,18 @@ def tasks(project: str = PROJECT) -> list[dict[str, Any]]:
     return json.loads(r.stdout)["tasks"] if r.stdout.strip() else []
 
 
+def stack_token() -> str:
+    """The token `gymctl up` generated for the stack and kept where gymctl's own commands find it (owner-only)."""
+    path = REPO / ".gymctl" / "stacks" / PROJECT / "auth_token"
+    assert path.stat().st_mode & 0o077 == 0, oct(path.stat().st_mode)
+    return path.read_text().strip()
+
+
 def registered(head: str) -> dict[str, int]:
     import urllib.request
 
-    with urllib.request.urlopen(head + "/server_instances", timeout=5) as resp:
+    request = urllib.request.Request(head + "/server_instances", headers={"Authorization": f"Bearer {stack_token()}"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
         out: dict[str, int] = {}
         for i in json.loads(resp.read()):
             if i.get("status") == "healthy":
@@ -207,7 +215,13 @@ def test_every_task_runs_where_it_belongs_and_status_is_green(stack, lab, tmp_pa
     assert all(r["state"] == "running" for r in rows) and len(rows) == 1 + 2 + 2 + 1
     reserved = docker_lab("service", "inspect", f"{PROJECT}_policy_model", "--format", "{{json .Spec.TaskTemplate.Resources.Reservations}}")
     assert json.loads(reserved.stdout)["GenericResources"] == [{"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 1}}]
-    status = gymctl("status", "--head", stack["head_url"])
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as refused:  # a token by default: the stack's head refuses anyone without it
+        urllib.request.urlopen(stack["head_url"] + "/server_instances", timeout=5)
+    assert refused.value.code == 401
+    status = gymctl("status", "-p", PROJECT)  # no --head, no token given: both from the stack's record
     assert status.returncode == 0 and "6 servers found (6 healthy, 0 unhealthy)" in status.stdout, status.stdout + status.stderr
     assert status.stdout.count("policy_model") >= 2  # one row per replica
     out = tmp_path / "rollouts.jsonl"
