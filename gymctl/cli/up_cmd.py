@@ -131,7 +131,7 @@ def up(
     if topology == "multi-host":
         no_multi_host_monitoring(monitoring)
         _up_host(cfg, name, node, wait=wait, timeout=timeout, prefix=image_prefix, tag=tag, registry=registry, host_network=host_network,
-                 as_json=as_json, push=push)
+                 as_json=as_json, push=push, no_auth=no_auth)
         return
     if node is not None:
         raise UsageError("--node picks one host's part of --topology multi-host")
@@ -222,8 +222,12 @@ def _ensure_proxy_image(rendered: RenderedStack) -> None:
 
 
 def _up_host(cfg: GymConfig, project: str, node: str | None, *, wait: bool, timeout: float, prefix: str, tag: str, registry: str | None,
-             host_network: bool, as_json: bool, push: bool = True) -> None:
-    """One host's part of a multi-host deploy: its compose file, up on the current Docker context; waits for its containers only."""
+             host_network: bool, as_json: bool, push: bool = True, no_auth: bool = False) -> None:
+    """One host's part of a multi-host deploy: its compose file, up on the current Docker context; waits for its containers only.
+
+    Every host's part gets the project's one token (GYMCTL_AUTH_TOKEN, else generated at the first part's `up` and kept
+    here for the next; a host started with plain `docker compose up` needs it exported: its file says where)."""
+    from gymctl.cli.stack_access import remember, stack_token
     from gymctl.docker.stack import ComposeStack
     from gymctl.errors import UsageError
 
@@ -231,6 +235,13 @@ def _up_host(cfg: GymConfig, project: str, node: str | None, *, wait: bool, time
         raise UsageError("--topology multi-host starts one host's part: give --node HOST (a host of gymctl.nodes)")
     rendered = render_hosts_of(cfg, project, prefix=prefix, tag=tag, registry=registry, host_network=host_network, node=node)[node]
     name = rendered.stack.project
+    token, token_file = stack_token(project, no_auth=no_auth)
+    if token:
+        rendered.secret_env[TOKEN_ENV] = token  # to compose's environment only: the containers read it by name
+    from gymctl.config.nodes import head_node
+
+    head_url = f"http://{head_node(cfg.nodes, cfg.head_host).address}:{cfg.head_port}"
+    remember(project, "multi-host", head_url, token_file, None)  # gymctl status / collect find the head and the token
     path = stack_file(name)
     write_file(path, rendered.compose_yaml)
     stack = ComposeStack(name, path)
@@ -250,8 +261,9 @@ def _up_host(cfg: GymConfig, project: str, node: str | None, *, wait: bool, time
         progress.close()
     state = "healthy" if wait else "started"
     seconds = time.monotonic() - t0
+    auth = f"token in {token_file}: export GYMCTL_AUTH_TOKEN from it for a host started with docker compose" if token_file else "no auth"
     print(f"host {node!r} of {project!r} ({len(rendered.stack.services)} containers, compose project {name}) {state} in {seconds:.1f} s; "
-          f"gymctl down -p {name}", file=sys.stderr)
+          f"head {head_url} ({auth}); gymctl down -p {name}", file=sys.stderr)
     if as_json:
         print_json({"project": name, "node": node, "topology": "multi-host", "state": state, "file": str(path),
                     "services": [s.name for s in rendered.stack.services], "seconds": round(seconds, 2)})
