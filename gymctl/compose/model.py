@@ -13,7 +13,7 @@ from gymctl.compose.log_shipping import LoggingSpec, logging_spec
 from gymctl.compose.monitoring import PROMETHEUS_SERVICE, MonitoringSpec, monitoring_public, monitoring_spec
 from gymctl.compose.secrets import externalize_secrets, referenced_env
 from gymctl.config.model import GymConfig, to_yaml
-from gymctl.config.nemo_gym import called_by_nemo_gym, nemo_gym_instances
+from gymctl.config.nemo_gym import called_by_nemo_gym, nemo_gym_instances, nemo_gym_settings
 from gymctl.errors import ConfigError, UsageError
 
 Topology = Literal["all-in-one", "separated", "multi-host"]
@@ -207,9 +207,12 @@ def nemo_gym_environment(cfg: GymConfig, services: list[Service], where: dict[st
         return
     called = called_by_nemo_gym(cfg)
     peers = ",".join(f"{n}={a}" for n, a in where.items())
+    start_s = int(nemo_gym_settings(cfg).start_timeout_s)
     for s in services:
         if s.instance in nemo:
             s.environment[PEERS_ENV] = peers
+            # NeMo Gym's import (~2,900 modules) may outlast 60 s on loaded cores: its start timeout (gymctl.nemo_gym.start_timeout_s)
+            s.healthcheck.start_period_s = max(s.healthcheck.start_period_s, start_s)
         elif s.instance in called:
             s.environment[TRUSTED_NETWORKS_ENV] = ",".join([PRIVATE_NETWORK, *(trusted or [])])
 
