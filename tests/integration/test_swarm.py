@@ -215,6 +215,10 @@ def test_every_task_runs_where_it_belongs_and_status_is_green(stack, lab, tmp_pa
     assert all(r["state"] == "running" for r in rows) and len(rows) == 1 + 2 + 2 + 1
     reserved = docker_lab("service", "inspect", f"{PROJECT}_policy_model", "--format", "{{json .Spec.TaskTemplate.Resources.Reservations}}")
     assert json.loads(reserved.stdout)["GenericResources"] == [{"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 1}}]
+    for service in ("head", RESOURCES, AGENT, "policy_model"):  # hardened as far as Swarm goes
+        spec = json.loads(docker_lab("service", "inspect", f"{PROJECT}_{service}", "--format", "{{json .Spec.TaskTemplate.ContainerSpec}}").stdout)
+        assert spec.get("ReadOnly") is True and spec.get("CapabilityDrop") == ["ALL"], (service, spec)
+        assert [m["Target"] for m in spec.get("Mounts", []) if m["Type"] == "tmpfs"] == ["/tmp"], (service, spec)
     import urllib.error
     import urllib.request
 
