@@ -20,10 +20,11 @@ from gymctl.server.client import busy_delay, retry_after
 # The request never reached a live agent (refused, no route): try again. A connection lost mid-request may have
 # started the rollout, so it is recorded as failed (a rerun retries it), never sent twice; a pooled connection is
 # never reused past the agent's keep-alive (gymctl.server.response.CLIENT_KEEPALIVE_S).
-# Sending /run again is a rerun of that rollout (a row is written only for a 200): safe when the connection was
-# refused (the agent is down) or dropped before any answer (the agent died mid-rollout; its supervisor restarts it).
+# Sending /run again is a rerun of that rollout (a row is written only for a whole 200): safe when the connection was
+# refused (the agent is down), dropped before any answer (the agent died mid-rollout; its supervisor restarts it) or
+# cut inside the answer (it died while sending it: the answer is lost the same way; seen under kill -9 in CI).
 # (ClientOSError: refused, reset by peer; TLS failures excepted, they would fail the same way again.)
-_RETRYABLE = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+_RETRYABLE = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)
 RETRY_WINDOW_S = 15.0  # ... for this long after the first try: longer than an agent's restart (~1 s, its backoff up to a few s)
 
 
