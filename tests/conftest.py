@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,15 @@ SCRIPTED_CONFIG = "responses_api_models/scripted_model/configs/scripted_model.ya
 OPENAI_CONFIG = "responses_api_models/openai_model/configs/openai_model.yaml"
 EXAMPLE_DATA = REPO / "servers/resources_servers/example_single_tool_call/data/example.jsonl"
 AGENT = "example_single_tool_call_simple_agent"
+
+
+def seconds_until(predicate: Callable[[], bool], timeout: float, poll_s: float = 0.05) -> float:
+    """How long until `predicate()` holds (a recovery time the fault tests report); fails past `timeout`."""
+    t0 = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - t0 < timeout, f"not within {timeout} s"
+        time.sleep(poll_s)
+    return time.monotonic() - t0
 
 
 def free_port() -> int:

@@ -12,10 +12,9 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import AGENT
+from tests.conftest import AGENT, seconds_until
 from tests.e2e.test_faults_separated import pairs, wait_rows, write_tasks
 from tests.e2e.test_separated_support import FAST_LEASES, GYMCTL, SeparatedRun, cli
 
@@ -30,14 +29,6 @@ def status_of(run: SeparatedRun, name: str) -> set[str]:
         return {i["status"] for i in run.instances() if i["process_name"] == name}
     except OSError:  # the head is between processes
         return set()
-
-
-def seconds_until(predicate: Callable[[], bool], timeout: float) -> float:
-    t0 = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - t0 < timeout, f"not within {timeout} s"
-        time.sleep(0.05)
-    return time.monotonic() - t0
 
 
 def collect_argv(run: SeparatedRun, src: Path, out: Path) -> list[str]:

@@ -19,13 +19,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gymctl.rollouts.posting import RETRY_WINDOW_S
-from tests.conftest import REPO
+from tests.conftest import REPO, seconds_until
 from tests.integration.conftest import AGENT, StackUnderTest, free_ports, remove_project
 
 pytestmark = pytest.mark.docker
@@ -149,14 +149,6 @@ def test_the_api_key_and_token_are_in_no_image_layer_and_no_log(tls_stack):
         assert not any(s in logs.stdout + logs.stderr for s in secrets), c["Name"]
 
 
-def seconds_until(predicate: Callable[[], bool], timeout: float) -> float:
-    t0 = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - t0 < timeout, f"not within {timeout} s"
-        time.sleep(0.1)
-    return time.monotonic() - t0
-
-
 def container_of(project: str, instance: str) -> dict:
     return next(c for c in inspect(project) if c["Config"]["Labels"].get("io.gymctl.instance") == instance)
 
@@ -186,7 +178,7 @@ def test_each_server_container_killed_and_one_paused_mid_collection_then_the_rer
 
     seen: dict[str, float] = {}
     try:
-        seconds_until(lambda: done() >= rows // 10 or proc.poll() is not None, 120)
+        seconds_until(lambda: done() >= rows // 10 or proc.poll() is not None, 120, poll_s=0.1)
         for what, name in faults:  # one after the other, each once the one before has healed
             assert proc.poll() is None, f"the collection ended before {what} {name}"  # every fault lands mid-collection
             c = container_of(tls_stack.st.project, name)
