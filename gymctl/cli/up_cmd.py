@@ -238,9 +238,7 @@ def _up_host(cfg: GymConfig, project: str, node: str | None, *, wait: bool, time
     token, token_file = stack_token(project, no_auth=no_auth)
     if token:
         rendered.secret_env[TOKEN_ENV] = token  # to compose's environment only: the containers read it by name
-    from gymctl.config.nodes import head_node
-
-    head_url = f"http://{head_node(cfg.nodes, cfg.head_host).address}:{cfg.head_port}"
+    head_url = rendered.stack.head_url or ""  # the coordinator's address and head port (gymctl.compose.multihost)
     remember(project, "multi-host", head_url, token_file, None)  # gymctl status / collect find the head and the token
     path = stack_file(name)
     write_file(path, rendered.compose_yaml)

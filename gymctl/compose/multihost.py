@@ -109,7 +109,7 @@ def build_host_stacks(cfg: GymConfig, settings: RenderSettings | None = None, *,
         stacks[node.name] = Stack(
             project=project_name(f"{settings.project}-{node.name}"), topology=MULTI_HOST, services=services,
             labels={"io.gymctl.project": settings.project}, config_yaml=config_yaml, warnings=[], host_network=host_network,
-            node=node.name, secret_env=secret_values,
+            node=node.name, secret_env=secret_values, head_url=head_url,
         )
     _check_advertised(stacks, cfg.nodes)
     _nemo_gym_peers(cfg, stacks, where, host_network)
