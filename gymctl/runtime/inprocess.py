@@ -17,6 +17,7 @@ from gymctl.errors import ConfigError, StartupError, WaitTimeoutError
 from gymctl.head.app import create_head_app, expected_instances
 from gymctl.head.registration_token import guard_registration, read_registration_token
 from gymctl.head.registry import Registry
+from gymctl.hosts import url_host
 from gymctl.polling import poll_until
 from gymctl.runtime.addresses import bind_and_advertise, check_advertised
 from gymctl.runtime.nemo_gym_group import start_beside
@@ -169,7 +170,7 @@ async def start(
         head_app = None
         if with_head:
             registry = Registry(expected=expected_instances(config), lease_s=settings.lease_s, drop_s=settings.drop_s)
-            bound = f"http://{_url_host(head_sock.getsockname()[0])}:{config.head_port}" if head_sock is not None else head_url
+            bound = f"http://{url_host(head_sock.getsockname()[0])}:{config.head_port}" if head_sock is not None else head_url
             guarded, registration = guard_registration(create_head_app(config, registry), token, registration, bound, config.head_port)
             head_app = wrap_app(guarded, token, head=True)
             dep.registry = registry
@@ -184,7 +185,7 @@ async def start(
             spec = config.instances[name]
             port = sockets[name].getsockname()[1]
             advertise = binds[name][1]
-            url = f"http://{_url_host(advertise)}:{port}"
+            url = f"http://{url_host(advertise)}:{port}"
             wrapped = wrap_app(apps[name], token)
             # In-process calls and the socket's: the served app's admission, limits and auth, then straight to the route.
             local[name] = direct = DirectApp(wrapped)
@@ -224,10 +225,6 @@ async def start(
     dep.registrar = Registrar(_registration_sender(head_app, head_url, client, registration), records, interval_s=settings.heartbeat_s, head_url=head_url)
     dep.registrar.start()
     return dep
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def _adopt_head_port(config: GymConfig, resolved: dict[str, Any], port: int) -> str:
