@@ -20,6 +20,7 @@ from gymctl.head.registry import Registry
 from gymctl.hosts import url_host
 from gymctl.polling import poll_until
 from gymctl.runtime.addresses import bind_and_advertise, check_advertised
+from gymctl.runtime.drain import drain, drain_limit_s
 from gymctl.runtime.nemo_gym_group import start_beside
 from gymctl.server.asgi_dispatch import asgi_request
 from gymctl.server.client import ServerClient
@@ -254,18 +255,23 @@ async def _wait_started(dep: RunningDeployment, timeout_s: float = 30.0) -> None
 
 
 async def stop(dep: RunningDeployment) -> None:
-    """Deregister, keep serving for `drain_s`, then drain in-flight requests, stop every server, close the client pool.
+    """Deregister, keep serving for at least `drain_s` and while new requests still come (gymctl.runtime.drain), then
+    finish in-flight requests, stop every server, close the client pool.
 
     The drain is for a replica leaving a pool others keep using (a swarm scale-down): callers pick from a listing
     they re-read every second, so one just deregistered still gets new calls for that long; closing at once resets
     the connections those calls are written on."""
     if dep.nemo_gym is not None:
         await dep.nemo_gym.stop()
-    if dep.registrar:
-        await dep.registrar.stop(deregister=True)
-        if dep.drain_s > 0:
-            await asyncio.sleep(dep.drain_s)
     servers = {id(s.server): s for s in dep.servers.values() if s.task}  # aliases share their agent's server
+    if dep.registrar:
+        t0 = time.monotonic()
+        if await dep.registrar.stop(deregister=True) and dep.drain_s > 0:
+            log.info("deregistered from the head in %.0f ms; serving on while callers still send requests (GYMCTL_DRAIN_S %.1f s, "
+                     "at most %.1f s)", (time.monotonic() - t0) * 1000, dep.drain_s, drain_limit_s(dep.drain_s))
+        if dep.drain_s > 0:
+            waited = await drain(lambda: sum(s.server.server_state.total_requests for s in servers.values()), dep.drain_s)
+            log.info("drained for %.1f s; stopping", waited)
     for s in servers.values():
         s.server.should_exit = True
     await asyncio.gather(*(s.task for s in servers.values() if s.task), return_exceptions=True)

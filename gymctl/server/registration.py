@@ -115,12 +115,25 @@ class Registrar:
         self._task = asyncio.get_running_loop().create_task(self.run())
         return self._task
 
-    async def stop(self, *, deregister: bool = True) -> None:
+    async def stop(self, *, deregister: bool = True) -> bool:
+        """Stop beating; with `deregister`, take every record off the head. True when the head took every deregistration
+        (a failure is logged: the head may be gone already, and its lease drops the record in time)."""
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if deregister:
-            for record in self.records:
-                with contextlib.suppress(Exception):  # the head may be gone already; its lease will drop us
-                    await asyncio.wait_for(self.send("/deregister", {"process_name": record["process_name"], "url": record["url"]}), 2)
+        if not deregister:
+            return True
+        done = True
+        for record in self.records:
+            try:
+                status = await asyncio.wait_for(self.send("/deregister", {"process_name": record["process_name"], "url": record["url"]}), 2)
+            except Exception as e:  # noqa: BLE001 -- the head may be gone already; its lease will drop us
+                status, reason = 0, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            else:
+                reason = f"HTTP {status}"
+            if not 200 <= status < 300:
+                done = False
+                log.warning("could not deregister %s (%s) from the head at %s: %s; its lease there drops it",
+                            record["process_name"], record["url"], self.head_url, reason)
+        return done

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 
 import aiohttp
 import pytest
@@ -155,6 +156,37 @@ async def test_a_stopping_instance_with_a_drain_deregisters_first_and_serves_unt
             await asyncio.wait_for(task, 15)
             with pytest.raises(aiohttp.ClientConnectionError):
                 await session.get(url + "/health")
+    finally:
+        stop.set()
+        head_stop.set()
+        await asyncio.gather(task, head, return_exceptions=True)
+
+
+async def test_a_draining_instance_serves_on_while_callers_still_send_it_requests_and_stops_when_they_stop():
+    # On a loaded machine a caller's re-read of the listing comes late: a replica that closed once its 1.5 s drain
+    # was over would reset the calls still coming (seen as 'lost the connection during POST'). It serves on.
+    from gymctl.server.serving import free_port
+
+    cfg = load_config([EXAMPLE_CONFIG, SCRIPTED_CONFIG])
+    head_port = free_port()
+    head_url = f"http://127.0.0.1:{head_port}"
+    head_stop, stop = asyncio.Event(), asyncio.Event()
+    head = asyncio.create_task(serve_one(cfg, "head", ServerSettings(port=head_port, auth_token="drain-test"), stop=head_stop, tune_gc=False))
+    r, w = os.pipe()
+    settings = ServerSettings(head_url=head_url, port=None, ready_fd=w, heartbeat_s=0.2, auth_token="drain-test", drain_s=1.5)
+    task = asyncio.create_task(serve_one(cfg, RESOURCES, settings, stop=stop, tune_gc=False))
+    try:
+        url = json.loads(await _read_line(r))["url"]
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer drain-test"}) as session:
+            stop.set()
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 3.0:  # a stale caller, past the drain's 1.5 s
+                async with session.get(url + "/health") as resp:
+                    assert resp.status == 200, time.monotonic() - t0
+                assert not task.done()
+                await asyncio.sleep(0.25)
+            await asyncio.wait_for(task, 3.0)  # the calls stopped: it stops about a second later (not at the 4.5 s limit)
+            assert time.monotonic() - t0 < 4.4
     finally:
         stop.set()
         head_stop.set()
