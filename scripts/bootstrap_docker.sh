@@ -23,12 +23,17 @@ if ! docker compose version >/dev/null 2>&1; then
 fi
 docker compose version >&2
 
-# Leftovers of an earlier session or run: every stack carrying gymctl's project label, and test-only images.
+# Leftovers of an earlier session or run: every stack carrying gymctl's project label, test-only images, and a lab
+# (`gymctl cluster create`, one per machine) that a run stopped midway left: the lab tests' own create would refuse.
 "$PY" - <<'PYEOF'
 from gymctl.docker.cleanup import remove_images, remove_labelled
 from gymctl.docker.cli import engine_client
+from gymctl.docker.lab import delete_lab
 
 print("bootstrap_docker: removed leftovers", remove_labelled(), "and", remove_images(prefix="gymctl-it"), flush=True)
+lab = delete_lab()
+if any(lab.values()):
+    print("bootstrap_docker: removed a lab left by an earlier run:", lab, flush=True)
 client = engine_client()
 for c in client.containers.list(all=True, filters={"label": "com.docker.compose.project"}):
     if c.labels.get("com.docker.compose.project", "").startswith("gymctl-it-"):

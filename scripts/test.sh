@@ -23,19 +23,6 @@ fi
 # Lint before the tests: ruff on the whole tree, mypy (strict) on gymctl/; both configured in pyproject.toml.
 ruff check --quiet gymctl servers tests bench setup.py || { echo "test.sh: ruff found problems (above)" >&2; exit 1; }
 mypy || { echo "test.sh: mypy found problems (above)" >&2; exit 1; }
-# The lab tests make the machine's one lab (gymctl cluster create) and delete it; a lab left by an earlier run that was
-# stopped midway would refuse their create ("a lab is already up"), so it goes first, saying so.
-python - <<'PYEOF'
-from gymctl.docker.lab import delete_lab
-
-try:
-    removed = delete_lab()
-except Exception as e:  # no engine answers: the docker tests say so themselves
-    print(f"test.sh: no leftover lab removed ({type(e).__name__}: {e})", flush=True)
-else:
-    if any(removed.values()):
-        print("test.sh: removed a lab left by an earlier run:", removed, flush=True)
-PYEOF
 # tests/heavy: scenarios too costly for every run (NeMo Gym's servers as containers: ~30 min of image builds here).
 if [ "${GYMCTL_HEAVY_TESTS:-0}" = 1 ]; then
   exec python -m pytest tests "$@"
