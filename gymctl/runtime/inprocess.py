@@ -266,10 +266,11 @@ async def stop(dep: RunningDeployment) -> None:
     servers = {id(s.server): s for s in dep.servers.values() if s.task}  # aliases share their agent's server
     if dep.registrar:
         t0 = time.monotonic()
-        if await dep.registrar.stop(deregister=True) and dep.drain_s > 0:
-            log.info("deregistered from the head in %.0f ms; serving on while callers still send requests (GYMCTL_DRAIN_S %.1f s, "
-                     "at most %.1f s)", (time.monotonic() - t0) * 1000, dep.drain_s, drain_limit_s(dep.drain_s))
+        deregistered = await dep.registrar.stop(deregister=True)  # a failure is logged there
         if dep.drain_s > 0:
+            if deregistered:
+                log.info("deregistered from the head in %.0f ms; serving on while callers still send requests (GYMCTL_DRAIN_S %.1f s, "
+                         "at most %.1f s)", (time.monotonic() - t0) * 1000, dep.drain_s, drain_limit_s(dep.drain_s))
             waited = await drain(lambda: sum(s.server.server_state.total_requests for s in servers.values()), dep.drain_s)
             log.info("drained for %.1f s; stopping", waited)
     for s in servers.values():

@@ -41,6 +41,11 @@ def registration_record(
     }
 
 
+def _reason(e: BaseException) -> str:
+    """Why a send to the head failed, as logs and errors print it."""
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
 class Registrar:
     """Keeps a set of records registered: heartbeats every `interval_s`; re-registers after a head restart."""
 
@@ -80,7 +85,7 @@ class Registrar:
                     log.error("head at %s refused registration of %s: HTTP %s", self.head_url, record["process_name"], status)
                     return False
         except Exception as e:  # noqa: BLE001 -- the head is away (or failing): keep serving, retry
-            self.last_error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            self.last_error = _reason(e)
             if not self._warned:
                 log.warning("head at %s unreachable (%s); retrying in the background", self.head_url, type(e).__name__)
                 self._warned = True
@@ -129,7 +134,7 @@ class Registrar:
             try:
                 status = await asyncio.wait_for(self.send("/deregister", {"process_name": record["process_name"], "url": record["url"]}), 2)
             except Exception as e:  # noqa: BLE001 -- the head may be gone already; its lease will drop us
-                status, reason = 0, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                status, reason = 0, _reason(e)
             else:
                 reason = f"HTTP {status}"
             if not 200 <= status < 300:
