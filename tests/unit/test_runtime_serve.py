@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -119,75 +122,66 @@ def test_a_mounted_config_with_a_top_level_secret_the_container_lacks_loads(tmp_
     assert list(cfg.instances) == ["r"]
 
 
-async def test_a_stopping_instance_with_a_drain_deregisters_first_and_serves_until_the_drain_ends():
-    # A swarm replica scaled away: callers re-read the head's listing every second, so for that long they may still
-    # pick it; it must answer them until then (GYMCTL_DRAIN_S), and be off the listing meanwhile.
+@contextlib.asynccontextmanager
+async def draining_replica(drain_s: float) -> AsyncIterator[tuple[str, str, asyncio.Event, asyncio.Task[Any], aiohttp.ClientSession]]:
+    """A head and one resources replica that drains `drain_s` when told to stop: (head URL, its URL, its stop event,
+    its task, a session with the token); both stopped after."""
     from gymctl.server.serving import free_port
 
     cfg = load_config([EXAMPLE_CONFIG, SCRIPTED_CONFIG])
     head_port = free_port()
     head_url = f"http://127.0.0.1:{head_port}"
-    auth = {"Authorization": "Bearer drain-test"}
     head_stop, stop = asyncio.Event(), asyncio.Event()
     head = asyncio.create_task(serve_one(cfg, "head", ServerSettings(port=head_port, auth_token="drain-test"), stop=head_stop, tune_gc=False))
     r, w = os.pipe()
-    settings = ServerSettings(head_url=head_url, port=None, ready_fd=w, heartbeat_s=0.2, auth_token="drain-test", drain_s=1.5)
+    settings = ServerSettings(head_url=head_url, port=None, ready_fd=w, heartbeat_s=0.2, auth_token="drain-test", drain_s=drain_s)
     task = asyncio.create_task(serve_one(cfg, RESOURCES, settings, stop=stop, tune_gc=False))
     try:
         url = json.loads(await _read_line(r))["url"]
-        async with aiohttp.ClientSession(headers=auth) as session:
-            async def listed() -> bool:
-                async with session.get(f"{head_url}/server_instances") as resp:
-                    return any(i["url"] == url for i in await resp.json())
-
-            for _ in range(100):
-                if await listed():
-                    break
-                await asyncio.sleep(0.05)
-            assert await listed()
-            stop.set()
-            for _ in range(20):
-                if not await listed():
-                    break
-                await asyncio.sleep(0.05)
-            assert not await listed()  # deregistered at once
-            async with session.get(url + "/health") as resp:
-                assert resp.status == 200  # ... and still serving
-            await asyncio.wait_for(task, 15)
-            with pytest.raises(aiohttp.ClientConnectionError):
-                await session.get(url + "/health")
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer drain-test"}) as session:
+            yield head_url, url, stop, task, session
     finally:
         stop.set()
         head_stop.set()
         await asyncio.gather(task, head, return_exceptions=True)
+
+
+async def test_a_stopping_instance_with_a_drain_deregisters_first_and_serves_until_the_drain_ends():
+    # A swarm replica scaled away: callers re-read the head's listing every second, so for that long they may still
+    # pick it; it must answer them until then (GYMCTL_DRAIN_S), and be off the listing meanwhile.
+    async with draining_replica(1.5) as (head_url, url, stop, task, session):
+        async def listed() -> bool:
+            async with session.get(f"{head_url}/server_instances") as resp:
+                return any(i["url"] == url for i in await resp.json())
+
+        for _ in range(100):
+            if await listed():
+                break
+            await asyncio.sleep(0.05)
+        assert await listed()
+        stop.set()
+        for _ in range(20):
+            if not await listed():
+                break
+            await asyncio.sleep(0.05)
+        assert not await listed()  # deregistered at once
+        async with session.get(url + "/health") as resp:
+            assert resp.status == 200  # ... and still serving
+        await asyncio.wait_for(task, 15)
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await session.get(url + "/health")
 
 
 async def test_a_draining_instance_serves_on_while_callers_still_send_it_requests_and_stops_when_they_stop():
     # On a loaded machine a caller's re-read of the listing comes late: a replica that closed once its 1.5 s drain
     # was over would reset the calls still coming (seen as 'lost the connection during POST'). It serves on.
-    from gymctl.server.serving import free_port
-
-    cfg = load_config([EXAMPLE_CONFIG, SCRIPTED_CONFIG])
-    head_port = free_port()
-    head_url = f"http://127.0.0.1:{head_port}"
-    head_stop, stop = asyncio.Event(), asyncio.Event()
-    head = asyncio.create_task(serve_one(cfg, "head", ServerSettings(port=head_port, auth_token="drain-test"), stop=head_stop, tune_gc=False))
-    r, w = os.pipe()
-    settings = ServerSettings(head_url=head_url, port=None, ready_fd=w, heartbeat_s=0.2, auth_token="drain-test", drain_s=1.5)
-    task = asyncio.create_task(serve_one(cfg, RESOURCES, settings, stop=stop, tune_gc=False))
-    try:
-        url = json.loads(await _read_line(r))["url"]
-        async with aiohttp.ClientSession(headers={"Authorization": "Bearer drain-test"}) as session:
-            stop.set()
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < 3.0:  # a stale caller, past the drain's 1.5 s
-                async with session.get(url + "/health") as resp:
-                    assert resp.status == 200, time.monotonic() - t0
-                assert not task.done()
-                await asyncio.sleep(0.25)
-            await asyncio.wait_for(task, 3.0)  # the calls stopped: it stops about a second later (not at the 4.5 s limit)
-            assert time.monotonic() - t0 < 4.4
-    finally:
+    async with draining_replica(1.5) as (_head_url, url, stop, task, session):
         stop.set()
-        head_stop.set()
-        await asyncio.gather(task, head, return_exceptions=True)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.0:  # a stale caller, past the drain's 1.5 s
+            async with session.get(url + "/health") as resp:
+                assert resp.status == 200, time.monotonic() - t0
+            assert not task.done()
+            await asyncio.sleep(0.25)
+        await asyncio.wait_for(task, 3.0)  # the calls stopped: it stops about a second later (not at the 4.5 s limit)
+        assert time.monotonic() - t0 < 4.4
